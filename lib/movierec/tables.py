@@ -1,0 +1,123 @@
+"""One place that names every table and column, with the schemas the lake is written in."""
+
+from __future__ import annotations
+
+from pyspark.sql import types as T
+
+# Tables in the lake (each at <lake>/<name>).
+RATINGS = "ratings"
+MOVIES = "movies"
+TAGS = "tags"
+LINKS = "links"
+GENOME_SCORES = "genome_scores"
+GENOME_TAGS = "genome_tags"
+REJECTS = "rejects"
+INGESTION_RUNS = "ingestion_runs"
+RATINGS_TRAIN = "ratings_train"
+RATINGS_TEST = "ratings_test"
+RATINGS_BUFFER = "ratings_buffer"
+SPLIT_INFO = "split_info"
+
+# Columns.
+USER_ID = "user_id"
+MOVIE_ID = "movie_id"
+RATING = "rating"
+TS = "ts"
+TITLE = "title"
+YEAR = "year"
+GENRES = "genres"
+TAG = "tag"
+TAG_ID = "tag_id"
+RELEVANCE = "relevance"
+IMDB_ID = "imdb_id"
+TMDB_ID = "tmdb_id"
+BATCH_WEEK = "batch_week"
+
+SCHEMAS: dict[str, T.StructType] = {
+    RATINGS: T.StructType([
+        T.StructField(USER_ID, T.IntegerType(), False),
+        T.StructField(MOVIE_ID, T.IntegerType(), False),
+        T.StructField(RATING, T.FloatType(), False),
+        T.StructField(TS, T.TimestampType(), False),
+    ]),
+    MOVIES: T.StructType([
+        T.StructField(MOVIE_ID, T.IntegerType(), False),
+        T.StructField(TITLE, T.StringType(), False),
+        T.StructField(YEAR, T.IntegerType(), True),
+        T.StructField(GENRES, T.ArrayType(T.StringType()), False),
+    ]),
+    TAGS: T.StructType([
+        T.StructField(USER_ID, T.IntegerType(), False),
+        T.StructField(MOVIE_ID, T.IntegerType(), False),
+        T.StructField(TAG, T.StringType(), False),
+        T.StructField(TS, T.TimestampType(), False),
+    ]),
+    LINKS: T.StructType([
+        T.StructField(MOVIE_ID, T.IntegerType(), False),
+        T.StructField(IMDB_ID, T.StringType(), True),
+        T.StructField(TMDB_ID, T.IntegerType(), True),
+    ]),
+    GENOME_SCORES: T.StructType([
+        T.StructField(MOVIE_ID, T.IntegerType(), False),
+        T.StructField(TAG_ID, T.IntegerType(), False),
+        T.StructField(RELEVANCE, T.FloatType(), False),
+    ]),
+    GENOME_TAGS: T.StructType([
+        T.StructField(TAG_ID, T.IntegerType(), False),
+        T.StructField(TAG, T.StringType(), False),
+    ]),
+    REJECTS: T.StructType([
+        T.StructField("source_checksum", T.StringType(), False),
+        T.StructField("source_file", T.StringType(), False),
+        T.StructField("line_number", T.LongType(), False),
+        T.StructField("raw_line", T.StringType(), True),
+        T.StructField("target_table", T.StringType(), False),
+        T.StructField("rule", T.StringType(), False),
+    ]),
+    INGESTION_RUNS: T.StructType([
+        T.StructField("run_id", T.StringType(), False),
+        T.StructField("started_at", T.TimestampType(), False),
+        T.StructField("source", T.StringType(), False),
+        T.StructField("layout", T.StringType(), False),
+        T.StructField("checksum", T.StringType(), False),
+        T.StructField("rows_read", T.LongType(), False),
+        T.StructField("rows_accepted", T.LongType(), False),
+        T.StructField("rows_rejected", T.LongType(), False),
+        T.StructField("duration_s", T.DoubleType(), False),
+        T.StructField("files", T.ArrayType(T.StructType([
+            # Delta enforces no NOT NULL inside arrays.
+            T.StructField("file", T.StringType()),
+            T.StructField("table", T.StringType()),
+            T.StructField("read", T.LongType()),
+            T.StructField("accepted", T.LongType()),
+            T.StructField("rejected", T.LongType()),
+        ])), False),
+    ]),
+    RATINGS_BUFFER: T.StructType([
+        T.StructField(USER_ID, T.IntegerType(), False),
+        T.StructField(MOVIE_ID, T.IntegerType(), False),
+        T.StructField(RATING, T.FloatType(), False),
+        T.StructField(TS, T.TimestampType(), False),
+        T.StructField(BATCH_WEEK, T.IntegerType(), False),
+    ]),
+    SPLIT_INFO: T.StructType([
+        T.StructField("split_id", T.StringType(), False),
+        T.StructField("created_at", T.TimestampType(), False),
+        T.StructField("ratings_version", T.LongType(), False),
+        T.StructField("n_ratings", T.LongType(), False),
+        T.StructField("n_train", T.LongType(), False),
+        T.StructField("n_test", T.LongType(), False),
+        T.StructField("n_buffer", T.LongType(), False),
+        T.StructField("train_cutoff_ts", T.TimestampType(), False),
+        T.StructField("test_cutoff_ts", T.TimestampType(), False),
+        T.StructField("train_cutoff_key", T.StringType(), False),
+        T.StructField("test_cutoff_key", T.StringType(), False),
+        T.StructField("buffer_weeks", T.IntegerType(), False),
+        T.StructField("cold_start", T.MapType(T.StringType(), T.DoubleType()), False),
+    ]),
+}
+SCHEMAS[RATINGS_TRAIN] = SCHEMAS[RATINGS]
+SCHEMAS[RATINGS_TEST] = SCHEMAS[RATINGS]
+
+# Source tables written by ingest, in the order they are validated (movies first: others refer to it).
+INGESTED_TABLES = (MOVIES, RATINGS, TAGS, LINKS, GENOME_TAGS, GENOME_SCORES)
