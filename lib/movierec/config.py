@@ -95,10 +95,8 @@ def _checked(key: str, current: Any, value: Any) -> Any:
         raise ConfigError(f"config key {key!r} wants {type(current).__name__}, got {value!r}")
     if isinstance(current, float) and isinstance(value, int):
         return float(value)
-    if isinstance(current, (int, float)) and isinstance(value, str):
-        return value  # e.g. synthetic.scale: a preset name or a number
     if isinstance(current, str) and isinstance(value, (int, float)):
-        return value
+        return value  # e.g. synthetic.scale: a preset name or a number of ratings
     if not isinstance(value, type(current)):
         raise ConfigError(f"config key {key!r} wants {type(current).__name__}, got {value!r}")
     return value
