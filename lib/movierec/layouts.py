@@ -128,14 +128,18 @@ def _matches(folder: Path, layout: Layout) -> bool:
     return True
 
 
+def match(folder: Path) -> Layout | None:
+    """The layout whose files sit directly in `folder`, if any."""
+    return next((lay for lay in LAYOUTS if _matches(folder, lay)), None)
+
+
 def detect(folder: Path) -> tuple[Layout, Path]:
     """Finds the layout of a release folder, looking one level down for a single sub-folder
     (the published zips hold one top folder, e.g. ml-latest-small/)."""
     candidates = [folder] + sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
     for candidate in candidates:
-        for layout in LAYOUTS:
-            if _matches(candidate, layout):
-                return layout, candidate
+        if layout := match(candidate):
+            return layout, candidate
     found = sorted(p.name for p in folder.iterdir())[:20]
     expected = "; ".join(
         f"{lay.releases}: {', '.join(f.filename for f in lay.files if f.required)}" for lay in LAYOUTS)

@@ -9,7 +9,7 @@ from pyspark.sql import SparkSession
 
 from movierec import ingest, split
 from movierec.config import Config
-from movierec.layouts import SourceError, detect
+from movierec.layouts import SourceError, detect, match
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def find_release(raw_dir: Path, preferred: str) -> Path | None:
     """A MovieLens release in raw_dir (the folder itself, or a folder or .zip inside it)."""
     if not raw_dir.is_dir():
         return None
-    if _is_release(raw_dir):
+    if match(raw_dir):
         return raw_dir
     found = sorted(p for p in raw_dir.iterdir() if _is_release(p))
     named = [p for p in found if p.stem == preferred]

@@ -4,7 +4,7 @@ Real MovieLens data may not be redistributed, and tests and benchmarks need rele
 size, so this draws one that has ML-25M's shape: heavy-tailed user activity and movie
 popularity, at least 20 ratings per user, ML-25M's exact rating histogram, growth over time,
 and ratings from a latent-factor model so that a recommender has something to learn.
-Everything is vectorised numpy; ml-25m scale takes about a minute.
+Everything is vectorised numpy: ml-25m scale takes about 25 s and 1.5 GiB on 2 cores.
 """
 
 from __future__ import annotations

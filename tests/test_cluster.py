@@ -1,0 +1,158 @@
+"""The jobs, unchanged, on a Spark standalone cluster on 127.0.0.1 (one master, two workers).
+
+They are submitted as a user would: spark-submit from the project root with the Makefile's
+environment, the package shipped to the executors with --py-files, the Delta jars shipped by the
+driver (spark.jars in spark-defaults.conf). The tables are read back with the `deltalake` package,
+so this module needs no Spark session of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from movierec.config import project_root
+from movierec.standalone import Cluster, start_cluster
+
+pytestmark = pytest.mark.cluster
+
+ROOT = project_root()
+VENV_BIN = ROOT / ".venv" / "bin"
+PYTHON = VENV_BIN / "python"
+SUBMIT_TIMEOUT_S = 360
+JOBS = ("ingest", "split")
+
+
+@pytest.fixture(scope="module")
+def cluster(ml_small, tmp_path_factory):
+    # ml_small first: no data, no cluster started only to be skipped
+    c = start_cluster(tmp_path_factory.mktemp("standalone"), workers=2, cores_per_worker=1,
+                      memory_per_worker="1g")
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def package_zip(dest: Path) -> Path:
+    """lib/movierec as a zip for --py-files, as a real deployment would ship it."""
+    pkg = dest / "movierec.zip"
+    with zipfile.ZipFile(pkg, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted((ROOT / "lib" / "movierec").rglob("*")):
+            if f.is_file() and "__pycache__" not in f.parts:
+                zf.write(f, f.relative_to(ROOT / "lib").as_posix())
+    return pkg
+
+
+def job_env() -> dict[str, str]:
+    """What the Makefile exports, without anything of a Spark session in this process."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PYSPARK_GATEWAY") and k not in ("SPARK_HOME", "SPARK_ENV_LOADED")}
+    env.update(SPARK_CONF_DIR=str(ROOT), SPARK_LOCAL_IP="127.0.0.1",
+               PYSPARK_PYTHON=str(PYTHON), PYSPARK_DRIVER_PYTHON=str(PYTHON),
+               PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}")
+    return env
+
+
+def _tail(text: str | None, lines: int = 40) -> str:
+    return "\n".join((text or "").splitlines()[-lines:])
+
+
+def submit(cluster: Cluster, pkg: Path, job: str, *args: str) -> str:
+    cmd = [str(VENV_BIN / "spark-submit"), "--master", cluster.master_url,
+           "--conf", "spark.executor.memory=1g", "--py-files", str(pkg), f"jobs/{job}.py", *args]
+    # own process group: on a timeout the driver's python goes too, not just spark-submit
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=job_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=SUBMIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+        pytest.fail(f"`{' '.join(cmd)}` timed out after {SUBMIT_TIMEOUT_S}s; stderr tail:\n"
+                    f"{_tail(err)}\n\ncluster logs:\n{cluster.log_tail()}")
+    if proc.returncode != 0:
+        pytest.fail(f"`{' '.join(cmd)}` exited {proc.returncode}; stderr tail:\n{_tail(err)}"
+                    f"\n\ncluster logs:\n{cluster.log_tail()}")
+    return err
+
+
+def _spark_pid(pid: int) -> bool:
+    try:
+        return b"org.apache.spark" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def test_stop_leaves_no_daemon(tmp_path):
+    # runs first, on a throwaway one-worker cluster: needs no data
+    small = start_cluster(tmp_path / "small", workers=1)
+    try:
+        pids = [int(f.read_text()) for f in small.pid_dir.glob("*.pid")]
+        assert len(pids) == 2 and small.alive_workers() == 1
+        assert Cluster.load(small.work_dir).master_url == small.master_url
+    finally:
+        small.stop()
+    small.stop()  # twice is fine
+    assert not [p for p in pids if _spark_pid(p)], "daemons left running"
+    assert not list(small.pid_dir.glob("*.pid"))
+
+
+@dataclass
+class Submitted:
+    cluster: Cluster
+    lake: Path
+    logs: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def submitted(cluster, ml_small, tmp_path_factory) -> Submitted:
+    base = tmp_path_factory.mktemp("cluster-jobs")
+    pkg = package_zip(base)
+    lake = base / "lake"
+    logs = {
+        "ingest": submit(cluster, pkg, "ingest", "--source", str(ml_small), "--lake", str(lake)),
+        "split": submit(cluster, pkg, "split", "--lake", str(lake)),
+    }
+    return Submitted(cluster, lake, logs)
+
+
+def test_tables_have_the_expected_counts(submitted):
+    from deltalake import DeltaTable
+
+    def rows(name: str) -> int:
+        return DeltaTable(str(submitted.lake / name)).to_pyarrow_dataset().count_rows()
+
+    assert rows("ratings") == 100_836
+    assert (rows("ratings_train"), rows("ratings_test"), rows("ratings_buffer")) == (
+        70_585, 20_167, 10_084)
+    assert "train 70,585, test 20,167, buffer 10,084" in submitted.logs["split"]
+
+
+def test_the_jobs_ran_on_the_cluster(submitted):
+    cluster = submitted.cluster
+    apps = {a["name"]: a for a in cluster.state()["completedapps"]}
+    for job in JOBS:
+        app = apps.get(f"movierec-{job}")
+        assert app, f"movierec-{job} not among the master's completed apps: {sorted(apps)}"
+        assert app["state"] == "FINISHED", app
+        assert app["cores"] == 2, app  # one executor on each worker
+
+        # every executor got the Delta jars and the package from the driver; tasks ran there
+        executors = sorted(p for p in (cluster.worker_dir / app["id"]).iterdir() if p.is_dir())
+        assert len(executors) >= 2, f"{app['id']}: executors {executors}"
+        tasks = 0
+        for ex in executors:
+            shipped = {p.name for p in ex.iterdir()}
+            assert {"delta-spark_4.2_2.13-4.4.0.jar", "delta-storage-4.4.0.jar",
+                    "movierec.zip"} <= shipped, f"{ex}: {sorted(shipped)}"
+            log = (ex / "stderr").read_text(errors="replace")
+            assert "delta-spark_4.2_2.13-4.4.0.jar to class loader" in log, _tail(log)
+            tasks += log.count("Finished task")
+        assert tasks > 0, f"no task finished on the executors of {app['id']}"
