@@ -27,6 +27,9 @@ VENV_BIN = ROOT / ".venv" / "bin"
 PYTHON = VENV_BIN / "python"
 SUBMIT_TIMEOUT_S = 360
 JOBS = ("ingest", "split")
+# Executors must fit the 1g workers. With two executors, Spark would wait up to 3 s per stage
+# for a task slot "near" cached data (one executor in local mode never waits): not worth it here.
+CONF = ("--conf", "spark.executor.memory=1g", "--conf", "spark.locality.wait=0s")
 
 
 @pytest.fixture(scope="module")
@@ -65,22 +68,24 @@ def _tail(text: str | None, lines: int = 40) -> str:
 
 
 def submit(cluster: Cluster, pkg: Path, job: str, *args: str) -> str:
-    cmd = [str(VENV_BIN / "spark-submit"), "--master", cluster.master_url,
-           "--conf", "spark.executor.memory=1g", "--py-files", str(pkg), f"jobs/{job}.py", *args]
+    cmd = [str(VENV_BIN / "spark-submit"), "--master", cluster.master_url, *CONF,
+           "--py-files", str(pkg), f"jobs/{job}.py", *args]
     # own process group: on a timeout the driver's python goes too, not just spark-submit
+    # stderr into stdout: spark-submit prints the Python driver's stderr (the job's log) on
+    # its stdout anyway, so one stream keeps the lines in order
     proc = subprocess.Popen(cmd, cwd=ROOT, env=job_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        _, err = proc.communicate(timeout=SUBMIT_TIMEOUT_S)
+        out, _ = proc.communicate(timeout=SUBMIT_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate()
-        pytest.fail(f"`{' '.join(cmd)}` timed out after {SUBMIT_TIMEOUT_S}s; stderr tail:\n"
-                    f"{_tail(err)}\n\ncluster logs:\n{cluster.log_tail()}")
+        out, _ = proc.communicate()
+        pytest.fail(f"`{' '.join(cmd)}` timed out after {SUBMIT_TIMEOUT_S}s; output tail:\n"
+                    f"{_tail(out)}\n\ncluster logs:\n{cluster.log_tail()}")
     if proc.returncode != 0:
-        pytest.fail(f"`{' '.join(cmd)}` exited {proc.returncode}; stderr tail:\n{_tail(err)}"
+        pytest.fail(f"`{' '.join(cmd)}` exited {proc.returncode}; output tail:\n{_tail(out)}"
                     f"\n\ncluster logs:\n{cluster.log_tail()}")
-    return err
+    return out
 
 
 def _spark_pid(pid: int) -> bool:
@@ -116,10 +121,12 @@ def submitted(cluster, ml_small, tmp_path_factory) -> Submitted:
     base = tmp_path_factory.mktemp("cluster-jobs")
     pkg = package_zip(base)
     lake = base / "lake"
-    logs = {
-        "ingest": submit(cluster, pkg, "ingest", "--source", str(ml_small), "--lake", str(lake)),
-        "split": submit(cluster, pkg, "split", "--lake", str(lake)),
-    }
+    args = {"ingest": ["--source", str(ml_small), "--lake", str(lake)],
+            "split": ["--lake", str(lake)]}
+    logs = {}
+    for job in JOBS:
+        logs[job] = submit(cluster, pkg, job, *args[job])
+        (base / f"{job}.log").write_text(logs[job])
     return Submitted(cluster, lake, logs)
 
 

@@ -9,7 +9,8 @@ the ports are free ones, so several clusters can run side by side.
     with start_cluster(Path("work/standalone")) as cluster:
         print(cluster.master_url)   # spark-submit --master <this> ...
 
-or from a shell: `python -m movierec.standalone start|status|stop [--work-dir DIR]`.
+or from a shell: `python -m movierec.standalone start|status|url|stop [--work-dir DIR]`
+(see docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -319,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m movierec.standalone",
                                 description="A Spark standalone cluster on 127.0.0.1.")
-    p.add_argument("action", choices=["start", "status", "stop"])
+    p.add_argument("action", choices=["start", "status", "url", "stop"],
+                   help="url: print the master URL only, for scripts")
     p.add_argument("--work-dir", type=Path, default=project_root() / "work" / "standalone",
                    help="logs, pid files and executor dirs (default: work/standalone)")
     p.add_argument("--workers", type=int, default=2)
@@ -330,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "start":
             c = start_cluster(args.work_dir, args.workers, args.cores, args.memory)
             print(f"master: {c.master_url}\nweb UI: {c.webui_url}\nwork dir: {c.work_dir}")
+        elif args.action == "url":
+            print(Cluster.load(args.work_dir).master_url)
         elif args.action == "status":
             c = Cluster.load(args.work_dir)
             try:

@@ -93,13 +93,6 @@ SCHEMAS: dict[str, T.StructType] = {
             T.StructField("rejected", T.LongType()),
         ])), False),
     ]),
-    RATINGS_BUFFER: T.StructType([
-        T.StructField(USER_ID, T.IntegerType(), False),
-        T.StructField(MOVIE_ID, T.IntegerType(), False),
-        T.StructField(RATING, T.FloatType(), False),
-        T.StructField(TS, T.TimestampType(), False),
-        T.StructField(BATCH_WEEK, T.IntegerType(), False),
-    ]),
     SPLIT_INFO: T.StructType([
         T.StructField("split_id", T.StringType(), False),
         T.StructField("created_at", T.TimestampType(), False),
@@ -118,6 +111,8 @@ SCHEMAS: dict[str, T.StructType] = {
 }
 SCHEMAS[RATINGS_TRAIN] = SCHEMAS[RATINGS]
 SCHEMAS[RATINGS_TEST] = SCHEMAS[RATINGS]
+SCHEMAS[RATINGS_BUFFER] = T.StructType(
+    SCHEMAS[RATINGS].fields + [T.StructField(BATCH_WEEK, T.IntegerType(), False)])
 
 # Source tables written by ingest, in the order they are validated (movies first: others refer to it).
 INGESTED_TABLES = (MOVIES, RATINGS, TAGS, LINKS, GENOME_TAGS, GENOME_SCORES)
