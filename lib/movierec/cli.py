@@ -9,15 +9,13 @@ import sys
 from typing import Callable
 
 from movierec.config import Config, ConfigError, load_config
-from movierec.layouts import SourceError
-from movierec.delta_io import MissingTableError
+from movierec.errors import UserError
 from movierec.logs import configure_logging
 from movierec.spark import get_spark
 
 log = logging.getLogger("movierec.job")
 
-# Errors a user can act on: reported as one clear line, not a stack trace.
-USER_ERRORS = (ConfigError, SourceError, MissingTableError, FileNotFoundError)
+USER_ERRORS = (UserError, FileNotFoundError)
 
 
 def _date(text: str) -> str:

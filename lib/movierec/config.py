@@ -14,10 +14,12 @@ from typing import Any, Iterable
 
 import yaml
 
+from movierec.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     pass
 
 

@@ -9,6 +9,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from movierec import tables
+from movierec.errors import UserError
 
 # Which job creates each table, for the "run X first" message.
 PRODUCER = {
@@ -19,10 +20,11 @@ PRODUCER = {
     tables.RATINGS_TEST: "split",
     tables.RATINGS_BUFFER: "split",
     tables.SPLIT_INFO: "split",
+    tables.MODEL_METRICS: "train_als",
 }
 
 
-class MissingTableError(RuntimeError):
+class MissingTableError(UserError, RuntimeError):
     pass
 
 

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from movierec import tables as t
+from movierec.errors import UserError
 
 
-class SourceError(ValueError):
+class SourceError(UserError, ValueError):
     """A source that cannot be ingested at all: nothing in the lake is touched."""
 
 

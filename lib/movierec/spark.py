@@ -9,6 +9,7 @@ starts, and its relative jar paths are made absolute so any working directory wo
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -36,6 +37,9 @@ def get_spark(app_name: str, cfg: Config, extra: dict[str, str] | None = None) -
         defaults_file = cfg.root / "spark-defaults.conf"
         os.environ.setdefault("SPARK_CONF_DIR", str(cfg.root))
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Python workers must run this interpreter (numpy, pyarrow, movierec), not whatever
+        # `python3` is first on PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         defaults = _read_defaults(defaults_file)
         jars = [str((cfg.root / j).resolve()) for j in defaults.get("spark.jars", "").split(",") if j]
         missing = [j for j in jars if not Path(j).is_file()]

@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 
 from movierec import delta_io, tables as t
 from movierec.config import Config
+from movierec.errors import UserError
 from movierec.logs import stage
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ Key = tuple[int, int, int]  # (epoch seconds, user_id, movie_id)
 _DAY = 86_400
 
 
-class SplitError(ValueError):
+class SplitError(UserError, ValueError):
     pass
 
 

@@ -17,6 +17,7 @@ RATINGS_TRAIN = "ratings_train"
 RATINGS_TEST = "ratings_test"
 RATINGS_BUFFER = "ratings_buffer"
 SPLIT_INFO = "split_info"
+MODEL_METRICS = "model_metrics"
 
 # Columns.
 USER_ID = "user_id"
@@ -109,6 +110,14 @@ SCHEMAS: dict[str, T.StructType] = {
         T.StructField("cold_start", T.MapType(T.StringType(), T.DoubleType()), False),
     ]),
 }
+SCHEMAS[MODEL_METRICS] = T.StructType([
+    T.StructField("run_date", T.DateType(), False),
+    T.StructField("mlflow_run_id", T.StringType(), False),
+    T.StructField("model", T.StringType(), False),
+    T.StructField("metric", T.StringType(), False),
+    T.StructField("population", T.StringType(), False),
+    T.StructField("value", T.DoubleType(), True),
+])
 SCHEMAS[RATINGS_TRAIN] = SCHEMAS[RATINGS]
 SCHEMAS[RATINGS_TEST] = SCHEMAS[RATINGS]
 SCHEMAS[RATINGS_BUFFER] = T.StructType(

@@ -1,0 +1,87 @@
+"""The recommenders compared by training: ALS variants and the lists they and the baselines make.
+
+Every list comes from the same blocked top-K (topk.top_k), so every model excludes the same
+seen items and breaks ties the same way; popularity is a rank-1 "factor model" (user = 1,
+item = its popularity) so it goes through the same code.
+"""
+
+from __future__ import annotations
+
+from pyspark.ml.recommendation import ALS, ALSModel
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from movierec import tables as t
+from movierec.baselines import PREDICTION, SCORE, Biases, residuals, with_baseline
+from movierec.topk import top_k
+
+RESIDUAL = "residual"
+FEATURES = "features"
+
+
+def fit_als(ratings: DataFrame, *, rank: int, reg: float, max_iter: int, seed: int,
+            rating_col: str = t.RATING, implicit: bool = False, alpha: float = 1.0) -> ALSModel:
+    als = ALS(userCol=t.USER_ID, itemCol=t.MOVIE_ID, ratingCol=rating_col, rank=rank,
+              regParam=reg, maxIter=max_iter, seed=seed, implicitPrefs=implicit, alpha=alpha,
+              coldStartStrategy="nan", nonnegative=False)
+    return als.fit(ratings)
+
+
+def fit_biased_als(ratings: DataFrame, biases: Biases, **als_params) -> ALSModel:
+    """ALS on what the biases leave unexplained: Spark's ALS has no bias terms of its own."""
+    return fit_als(residuals(ratings, biases, RESIDUAL), rating_col=RESIDUAL, **als_params)
+
+
+def predict_biased_als(model: ALSModel, biases: Biases, pairs: DataFrame) -> DataFrame:
+    """Bias baseline plus the ALS residual; a pair ALS cannot score keeps the baseline."""
+    base = with_baseline(pairs, biases, "_base")
+    scored = model.transform(base)
+    return scored.withColumn(
+        PREDICTION, F.col("_base") + F.coalesce(F.nanvl(F.col(PREDICTION), F.lit(None)), F.lit(0.0))
+    ).drop("_base")
+
+
+def predict_als(model: ALSModel, pairs: DataFrame) -> DataFrame:
+    return model.transform(pairs)
+
+
+def implicit_feedback(ratings: DataFrame, min_rating: float) -> DataFrame:
+    """Ratings at or above min_rating as positive feedback of strength 1; ALS's alpha sets confidence."""
+    return (ratings.where(F.col(t.RATING) >= min_rating)
+            .select(t.USER_ID, t.MOVIE_ID, F.lit(1.0).cast("float").alias(t.RATING)))
+
+
+def factors(model: ALSModel) -> tuple[DataFrame, DataFrame]:
+    users = model.userFactors.select(F.col("id").alias(t.USER_ID), F.col(FEATURES))
+    items = model.itemFactors.select(F.col("id").alias(t.MOVIE_ID), F.col(FEATURES))
+    return users, items
+
+
+def als_lists(model: ALSModel, users: DataFrame, seen: DataFrame, k: int) -> DataFrame:
+    """Top-k unseen movies for `users` (user_id) that the model knows; others get no list."""
+    user_factors, item_factors = factors(model)
+    wanted = user_factors.join(users.select(t.USER_ID).distinct(), t.USER_ID, "inner")
+    return top_k(wanted, item_factors, seen, k)
+
+
+def popularity_lists(scores: DataFrame, users: DataFrame, seen: DataFrame, k: int) -> DataFrame:
+    """Top-k unseen movies by popularity `scores` (movie_id, score) for every user in `users`."""
+    ones = users.select(t.USER_ID).distinct().withColumn(FEATURES, F.array(F.lit(1.0).cast("float")))
+    items = scores.select(t.MOVIE_ID, F.array(F.col(SCORE).cast("float")).alias(FEATURES))
+    return top_k(ones, items, seen, k)
+
+
+def hybrid_lists(model_lists: DataFrame, fallback_lists: DataFrame, history: DataFrame,
+                 min_history: int) -> DataFrame:
+    """The model's list for users with at least min_history train ratings and a model list;
+    the fallback list for everyone else (new and thin users)."""
+    trusted = (history.where(F.col("n") >= min_history).select(t.USER_ID)
+               .join(model_lists.select(t.USER_ID).distinct(), t.USER_ID, "inner"))
+    from_model = model_lists.join(trusted, t.USER_ID, "inner")
+    from_fallback = fallback_lists.join(trusted, t.USER_ID, "left_anti")
+    return from_model.unionByName(from_fallback)
+
+
+def history_counts(train: DataFrame) -> DataFrame:
+    return train.groupBy(t.USER_ID).agg(F.count(F.lit(1)).alias("n"))
+
