@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from movierec import tables as t
-from movierec.baselines import fit_biases, global_mean, popularity, with_baseline
+from movierec.baselines import fit_biases, global_mean, popularity, trending, with_baseline
 from movierec.models import hybrid_lists, popularity_lists
 from movierec.tuning import forward_folds, grid, search, Fold
 
@@ -39,6 +39,15 @@ def test_recent_popularity_counts_only_the_last_days(spark):
     df = _ratings(spark, [(1, 1, 4, 0), (2, 1, 4, day), (3, 2, 4, 10 * day), (4, 2, 4, 10 * day)])
     assert {r.movie_id: r.score for r in popularity(df).collect()} == {1: 2.0, 2: 2.0}
     assert {r.movie_id: r.score for r in popularity(df, recent_days=5).collect()} == {2: 2.0}
+
+
+def test_trending_halves_weight_every_half_life_and_counts_dislikes_against(spark):
+    day = 86_400
+    # the last rating is at day 20; movie 1: 5 stars 10 days earlier (weight 1/2 x (5-3)) and
+    # 4 stars now (1 x 1); movie 2: 1 star now (1 x -2)
+    df = _ratings(spark, [(1, 1, 5, 10 * day), (2, 1, 4, 20 * day), (3, 2, 1, 20 * day)])
+    got = {r.movie_id: r.score for r in trending(df, half_life_days=10).collect()}
+    assert got == {1: pytest.approx(2.0), 2: pytest.approx(-2.0)}
 
 
 def test_popularity_lists_skip_seen_and_serve_new_users(spark):

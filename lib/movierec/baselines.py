@@ -62,3 +62,12 @@ def popularity(ratings: DataFrame, *, recent_days: int | None = None) -> DataFra
         end = ratings.agg(F.max(t.TS)).first()[0]
         ratings = ratings.where(F.col(t.TS) > F.lit(end - timedelta(days=recent_days)))
     return ratings.groupBy(t.MOVIE_ID).agg(F.count(F.lit(1)).cast("float").alias(SCORE))
+
+
+def trending(ratings: DataFrame, *, half_life_days: float, neutral: float = 3.0) -> DataFrame:
+    """(movie_id, score): ratings weighted by how far they sit above `neutral` and by their age
+    (halved every half_life_days before the last rating), so what is liked now ranks first."""
+    end = ratings.agg(F.max(F.unix_seconds(F.col(t.TS)))).first()[0]
+    age_days = (F.lit(end) - F.unix_seconds(F.col(t.TS))) / 86_400.0
+    weight = F.pow(F.lit(0.5), age_days / half_life_days) * (F.col(t.RATING) - neutral)
+    return ratings.groupBy(t.MOVIE_ID).agg(F.sum(weight).cast("float").alias(SCORE))

@@ -23,7 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from movierec import delta_io, metrics, models, plots, tables as t, tracking
-from movierec.baselines import PREDICTION, fit_biases, global_mean, popularity, with_baseline
+from movierec.baselines import PREDICTION, fit_biases, popularity, trending, with_baseline
 from movierec.config import Config
 from movierec.errors import UserError
 from movierec.logs import stage
@@ -32,7 +32,7 @@ from movierec.tuning import Fold, SearchResult, forward_folds, grid, sample_user
 
 log = logging.getLogger(__name__)
 
-RANKERS = ("popular", "popular_recent", "als_plain", "als_biased", "als_implicit", "hybrid")
+RANKERS = ("popular", "popular_recent", "trending", "als_plain", "als_biased", "als_implicit", "hybrid")
 POPULATIONS = ("all", "warm", "cold")
 
 
@@ -105,20 +105,25 @@ def cross_validate(train: DataFrame, cfg: Config) -> dict[str, SearchResult]:
                                      implicit_score, True)
 
     best_implicit = results["als_implicit"].best
-    recent_days = cfg["train.popularity.recent_days"]
 
     def hybrid_score(p: dict, f: Fold) -> float:
-        model = models.fit_als(models.implicit_feedback(f.fit, min_rating), implicit=True,
-                               **_als_args(best_implicit, cfg["train.implicit.max_iter"], seed))
+        if f.index not in implicit_by_fold:
+            implicit_by_fold[f.index] = models.fit_als(
+                models.implicit_feedback(f.fit, min_rating), implicit=True,
+                **_als_args(best_implicit, cfg["train.implicit.max_iter"], seed))
         users = f.validate.select(t.USER_ID).distinct()
-        fallback = models.popularity_lists(popularity(f.fit, recent_days=recent_days), users,
-                                           _seen(f.fit), k)
-        lists = models.hybrid_lists(models.als_lists(model, users, _seen(f.fit), k), fallback,
-                                    models.history_counts(f.fit), p["min_history"])
+        fallback = models.popularity_lists(trending(f.fit, half_life_days=p["half_life_days"]),
+                                           users, _seen(f.fit), k)
+        model_lists = models.als_lists(implicit_by_fold[f.index], users, _seen(f.fit), k)
+        lists = models.hybrid_lists(model_lists, fallback, models.history_counts(f.fit),
+                                    p["min_history"])
         return metrics.ranking_metrics(lists, f.validate, k, relevant_threshold=threshold)["ndcg"]
 
-    results["hybrid"] = search("hybrid", "ndcg_all", grid(min_history=cfg["train.hybrid.min_history_grid"]),
-                               folds, hybrid_score, True)
+    implicit_by_fold: dict[int, object] = {}
+    results["hybrid"] = search(
+        "hybrid", "ndcg_all", grid(min_history=cfg["train.hybrid.min_history_grid"],
+                                   half_life_days=cfg["train.hybrid.half_life_grid"]),
+        folds, hybrid_score, True)
     for f in folds:
         f.fit.unpersist()
         f.validate.unpersist()
@@ -144,6 +149,7 @@ class Fitted:
     als_implicit: object
     popular: DataFrame
     popular_recent: DataFrame
+    trending: DataFrame
     min_history: int
 
 
@@ -162,6 +168,7 @@ def fit_final(train: DataFrame, cfg: Config, best: dict[str, SearchResult]) -> F
         als_implicit=implicit,
         popular=popularity(train).persist(),
         popular_recent=popularity(train, recent_days=cfg["train.popularity.recent_days"]).persist(),
+        trending=trending(train, half_life_days=best["hybrid"].best["half_life_days"]).persist(),
         min_history=best["hybrid"].best["min_history"],
     )
 
@@ -180,7 +187,8 @@ def ranked_lists(fitted: Fitted, train: DataFrame, users: DataFrame, k: int) -> 
         "als_implicit": models.als_lists(fitted.als_implicit, users, seen, k),
     }
     lists = {name: df.persist(StorageLevel.MEMORY_AND_DISK) for name, df in lists.items()}
-    lists["hybrid"] = models.hybrid_lists(lists["als_implicit"], lists["popular_recent"],
+    lists["trending"] = models.popularity_lists(fitted.trending, users, seen, k).persist()
+    lists["hybrid"] = models.hybrid_lists(lists["als_implicit"], lists["trending"],
                                           models.history_counts(train), fitted.min_history)
     return lists
 
@@ -323,10 +331,10 @@ def _log_ranker(fitted: Fitted, best_params: dict, k: int) -> str:
     info = mlflow.spark.log_model(fitted.als_implicit, artifact_path="model",
                                   pip_requirements=[f"pyspark=={pyspark.__version__}"])
     with tempfile.TemporaryDirectory() as tmp:
-        fallback = Path(tmp) / "popular_recent.csv"
-        fitted.popular_recent.orderBy(F.col("score").desc(), t.MOVIE_ID).toPandas().to_csv(fallback, index=False)
+        fallback = Path(tmp) / "trending.csv"
+        fitted.trending.orderBy(F.col("score").desc(), t.MOVIE_ID).toPandas().to_csv(fallback, index=False)
         mlflow.log_artifact(str(fallback), "ranker")
-    mlflow.log_dict({"k": k, "min_history": fitted.min_history, "fallback": "ranker/popular_recent.csv",
+    mlflow.log_dict({"k": k, "min_history": fitted.min_history, "fallback": "ranker/trending.csv",
                      "best_params": best_params}, "ranker/hybrid.json")
     return info.model_uri
 
