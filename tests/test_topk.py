@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from pyspark.ml.recommendation import ALS
-from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from movierec import tables as t

@@ -44,6 +44,14 @@ def read(spark: SparkSession, lake: Path | str, name: str) -> DataFrame:
     return spark.read.format("delta").load(table_path(lake, name))
 
 
+def latest_row(spark: SparkSession, lake: Path | str, name: str, order_by: str) -> dict | None:
+    """The row of a log table with the greatest `order_by`, or None if there is none yet."""
+    if not exists(spark, lake, name):
+        return None
+    row = read(spark, lake, name).orderBy(F.col(order_by).desc()).first()
+    return row.asDict() if row else None
+
+
 def version(spark: SparkSession, lake: Path | str, name: str) -> int | None:
     if not exists(spark, lake, name):
         return None

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 
 from movierec import delta_io, tables as t
 from movierec.config import Config
-from movierec.layouts import FileSpec, Layout, SourceError
+from movierec.layouts import FileSpec, SourceError
 from movierec.lines import read_numbered_lines
 from movierec.logs import stage
 from movierec.parse import LINE, RAW, RULE, reject_duplicates, reject_unknown_movies, split_fields, type_columns
@@ -99,13 +99,6 @@ def _count(rows: DataFrame, n_lines: int, spec: FileSpec) -> tuple[FileCount, di
     return FileCount(spec.filename, spec.table, n_lines, accepted, rejected), by_rule
 
 
-def _latest_run(spark: SparkSession, lake: Path) -> dict | None:
-    if not delta_io.exists(spark, lake, t.INGESTION_RUNS):
-        return None
-    row = delta_io.read(spark, lake, t.INGESTION_RUNS).orderBy(F.col("started_at").desc()).first()
-    return row.asDict() if row else None
-
-
 def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> IngestResult:
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     lake = cfg.path("lake")
@@ -117,7 +110,7 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> Ingest
     run_id = uuid.uuid4().hex[:12]
     with stage(log, "checksum"):
         digest = checksum(source)
-    latest = _latest_run(spark, lake)
+    latest = delta_io.latest_row(spark, lake, t.INGESTION_RUNS, "started_at")
     if latest and latest["checksum"] == digest and not cfg["ingest.force"]:
         log.info("source %s (sha256 %s) is what run %s ingested at %s: nothing to do",
                  source, digest[:12], latest["run_id"], latest["started_at"])

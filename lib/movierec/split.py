@@ -117,18 +117,11 @@ class SplitResult:
     cold_start: dict[str, float]
 
 
-def _latest_split(spark: SparkSession, lake) -> dict | None:
-    if not delta_io.exists(spark, lake, t.SPLIT_INFO):
-        return None
-    row = delta_io.read(spark, lake, t.SPLIT_INFO).orderBy(F.col("created_at").desc()).first()
-    return row.asDict() if row else None
-
-
 def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> SplitResult:
     lake = cfg.path("lake")
     ratings = delta_io.read(spark, lake, t.RATINGS)
     ratings_version = delta_io.version(spark, lake, t.RATINGS)
-    latest = _latest_split(spark, lake)
+    latest = delta_io.latest_row(spark, lake, t.SPLIT_INFO, "created_at")
     if latest and latest["ratings_version"] == ratings_version:
         log.info("ratings version %d was split already (split %s): nothing to do",
                  ratings_version, latest["split_id"])

@@ -6,7 +6,6 @@ train (tuning.py); ratings_test is read once, for the final evaluation.
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from dataclasses import dataclass, field
