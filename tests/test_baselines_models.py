@@ -83,3 +83,11 @@ def test_search_picks_the_best_mean_over_folds():
     assert len(result.rows) == 4
     assert search("m", "ndcg", grid(p=["a", "b"]), folds, lambda p, f: table[(p["p"], f.index)],
                   True).best == {"p": "b"}
+
+
+def test_top_movies_breaks_ties_by_id_and_zero_means_all(spark):
+    from movierec.models import top_movies
+
+    scores = spark.createDataFrame([(3, 1.0), (1, 2.0), (2, 2.0), (4, 0.5)], "movie_id int, score float")
+    assert [r.movie_id for r in top_movies(scores, 3).collect()] == [1, 2, 3]
+    assert top_movies(scores, 0) is None

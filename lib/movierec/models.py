@@ -57,11 +57,22 @@ def factors(model: ALSModel) -> tuple[DataFrame, DataFrame]:
     return users, items
 
 
-def als_lists(model: ALSModel, users: DataFrame, seen: DataFrame, k: int) -> DataFrame:
-    """Top-k unseen movies for `users` (user_id) that the model knows; others get no list."""
+def als_lists(model: ALSModel, users: DataFrame, seen: DataFrame, k: int,
+              candidates: DataFrame | None = None) -> DataFrame:
+    """Top-k unseen movies for `users` (user_id) that the model knows; others get no list.
+    With `candidates` (movie_id), only those movies are ranked."""
     user_factors, item_factors = factors(model)
     wanted = user_factors.join(users.select(t.USER_ID).distinct(), t.USER_ID, "inner")
+    if candidates is not None:
+        item_factors = item_factors.join(candidates.select(t.MOVIE_ID), t.MOVIE_ID, "inner")
     return top_k(wanted, item_factors, seen, k)
+
+
+def top_movies(scores: DataFrame, n: int) -> DataFrame | None:
+    """The n best-scoring movie_ids (ties to the lower id), or None for n <= 0: no restriction."""
+    if n <= 0:
+        return None
+    return scores.orderBy(F.col(SCORE).desc(), F.col(t.MOVIE_ID)).limit(n).select(t.MOVIE_ID)
 
 
 def popularity_lists(scores: DataFrame, users: DataFrame, seen: DataFrame, k: int) -> DataFrame:

@@ -111,23 +111,30 @@ def cross_validate(train: DataFrame, cfg: Config) -> dict[str, SearchResult]:
                 models.implicit_feedback(f.fit, min_rating), implicit=True,
                 **_als_args(best_implicit, cfg["train.implicit.max_iter"], seed))
         users = f.validate.select(t.USER_ID).distinct()
-        fallback = models.popularity_lists(trending(f.fit, half_life_days=p["half_life_days"]),
-                                           users, _seen(f.fit), k)
-        model_lists = models.als_lists(implicit_by_fold[f.index], users, _seen(f.fit), k)
-        lists = models.hybrid_lists(model_lists, fallback, models.history_counts(f.fit),
-                                    p["min_history"])
+        lists = hybrid(implicit_by_fold[f.index], trending(f.fit, half_life_days=p["half_life_days"]),
+                       f.fit, users, k, p)
         return metrics.ranking_metrics(lists, f.validate, k, relevant_threshold=threshold)["ndcg"]
 
     implicit_by_fold: dict[int, object] = {}
     results["hybrid"] = search(
         "hybrid", "ndcg_all", grid(min_history=cfg["train.hybrid.min_history_grid"],
-                                   half_life_days=cfg["train.hybrid.half_life_grid"]),
+                                   half_life_days=cfg["train.hybrid.half_life_grid"],
+                                   candidates=cfg["train.hybrid.candidates_grid"]),
         folds, hybrid_score, True)
     for f in folds:
         f.fit.unpersist()
         f.validate.unpersist()
         warm_val[f.index].unpersist()
     return results
+
+
+def hybrid(model, trend: DataFrame, train: DataFrame, users: DataFrame, k: int, params: dict) -> DataFrame:
+    """The hybrid ranker's lists: for users with min_history train ratings, the model re-ranks the
+    `candidates` most trending movies (all movies if 0); everyone else gets the trending list."""
+    seen = _seen(train)
+    model_lists = models.als_lists(model, users, seen, k, models.top_movies(trend, params["candidates"]))
+    fallback = models.popularity_lists(trend, users, seen, k)
+    return models.hybrid_lists(model_lists, fallback, models.history_counts(train), params["min_history"])
 
 
 def _als_args(params: dict, max_iter: int, seed: int) -> dict:
@@ -149,7 +156,7 @@ class Fitted:
     popular: DataFrame
     popular_recent: DataFrame
     trending: DataFrame
-    min_history: int
+    hybrid: dict
 
 
 def fit_final(train: DataFrame, cfg: Config, best: dict[str, SearchResult]) -> Fitted:
@@ -168,7 +175,7 @@ def fit_final(train: DataFrame, cfg: Config, best: dict[str, SearchResult]) -> F
         popular=popularity(train).persist(),
         popular_recent=popularity(train, recent_days=cfg["train.popularity.recent_days"]).persist(),
         trending=trending(train, half_life_days=best["hybrid"].best["half_life_days"]).persist(),
-        min_history=best["hybrid"].best["min_history"],
+        hybrid=best["hybrid"].best,
     )
 
 
@@ -187,8 +194,7 @@ def ranked_lists(fitted: Fitted, train: DataFrame, users: DataFrame, k: int) -> 
     }
     lists = {name: df.persist(StorageLevel.MEMORY_AND_DISK) for name, df in lists.items()}
     lists["trending"] = models.popularity_lists(fitted.trending, users, seen, k).persist()
-    lists["hybrid"] = models.hybrid_lists(lists["als_implicit"], lists["trending"],
-                                          models.history_counts(train), fitted.min_history)
+    lists["hybrid"] = hybrid(fitted.als_implicit, fitted.trending, train, users, k, fitted.hybrid)
     return lists
 
 
@@ -290,7 +296,8 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> TrainR
         model_uri = _log_ranker(fitted, best_params, k)
         primary_value = _primary(table, primary)
         gate = tracking.register_and_gate(client, model_uri, cfg["mlflow.model_name"], primary,
-                                          primary_value, run_id)
+                                          primary_value, run_id,
+                                          min_improvement=cfg["train.gate_min_improvement"])
     train.unpersist()
     result = TrainResult(run_id, best_params, table, gate)
     _log_summary(result)
@@ -333,7 +340,7 @@ def _log_ranker(fitted: Fitted, best_params: dict, k: int) -> str:
         fallback = Path(tmp) / "trending.csv"
         fitted.trending.orderBy(F.col("score").desc(), t.MOVIE_ID).toPandas().to_csv(fallback, index=False)
         mlflow.log_artifact(str(fallback), "ranker")
-    mlflow.log_dict({"k": k, "min_history": fitted.min_history, "fallback": "ranker/trending.csv",
+    mlflow.log_dict({"k": k, **fitted.hybrid, "fallback": "ranker/trending.csv",
                      "best_params": best_params}, "ranker/hybrid.json")
     return info.model_uri
 
