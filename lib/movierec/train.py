@@ -96,9 +96,8 @@ def cross_validate(train: DataFrame, cfg: Config) -> dict[str, SearchResult]:
     def implicit_score(p: dict, f: Fold) -> float:
         model = models.fit_als(models.implicit_feedback(f.fit, min_rating), implicit=True,
                                **_als_args(p, cfg["train.implicit.max_iter"], seed))
-        truth = warm_pairs(f.validate, f.fit)
-        recs = models.als_lists(model, truth, _seen(f.fit), k)
-        return metrics.ranking_metrics(recs, truth, k, relevant_threshold=threshold)["ndcg"]
+        recs = models.als_lists(model, warm_val[f.index], _seen(f.fit), k)
+        return metrics.ranking_metrics(recs, warm_val[f.index], k, relevant_threshold=threshold)["ndcg"]
 
     results["als_implicit"] = search("als_implicit", "ndcg_warm", implicit_grid, folds,
                                      implicit_score, True)
@@ -246,7 +245,8 @@ class TrainResult:
 
 
 def _check_inputs(spark: SparkSession, lake, cfg: Config) -> tuple[DataFrame, DataFrame, int]:
-    train = delta_io.read(spark, lake, t.RATINGS_TRAIN)
+    # persisted before the first count, so the count also fills the cache every stage reads
+    train = delta_io.read(spark, lake, t.RATINGS_TRAIN).persist(StorageLevel.MEMORY_AND_DISK)
     test = delta_io.read(spark, lake, t.RATINGS_TEST)
     n_train = train.count()
     if n_train < cfg["train.min_train_ratings"]:
@@ -262,7 +262,6 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> TrainR
     lake = cfg.path("lake")
     train, test, n_train = _check_inputs(spark, lake, cfg)
     client = tracking.connect(cfg)  # fails fast, before an hour of CV, if the store is unreachable
-    train = train.persist(StorageLevel.MEMORY_AND_DISK)
     n_catalog = delta_io.read(spark, lake, t.MOVIES).count() if delta_io.exists(spark, lake, t.MOVIES) \
         else train.select(t.MOVIE_ID).distinct().count()
     k, primary = cfg["train.k"], cfg["train.primary_metric"]
