@@ -14,7 +14,10 @@ from movierec.config import load_config, project_root
 os.environ["TZ"] = "UTC"
 time.tzset()
 
+pytest_plugins = ["pg_fixture"]   # a real PostgreSQL server: pg_settings, pg_env
+
 ROOT = project_root()
+TRAIN_RUN_DATE = "2026-11-21"
 ML_SMALL = (ROOT / ".." / "shared" / "data" / "ml-latest-small").resolve()
 
 
@@ -60,3 +63,20 @@ def write_release(folder: Path, files: dict[str, str], encoding: str = "utf-8") 
     for name, text in files.items():
         (folder / name).write_bytes(text.encode(encoding))
     return folder
+
+
+@pytest.fixture(scope="session")
+def trained(spark, ml_small, tmp_path_factory):
+    """ml-latest-small ingested, split and trained twice (same date): the champion is v1."""
+    from movierec import delta_io, ingest, split, tables as t, train
+
+    root = tmp_path_factory.mktemp("train")
+    cfg = load_config("test", [f"lake={root / 'lake'}", f"ingest.source={ml_small}",
+                               f"mlflow.tracking_uri=sqlite:///{root}/mlflow.db",
+                               f"mlflow.artifact_root={root / 'artifacts'}"])
+    ingest.run(spark, cfg)
+    split.run(spark, cfg)
+    first = train.run(spark, cfg, TRAIN_RUN_DATE)
+    metrics_version = delta_io.version(spark, cfg.path("lake"), t.MODEL_METRICS)
+    second = train.run(spark, cfg, TRAIN_RUN_DATE)
+    return cfg, first, second, metrics_version

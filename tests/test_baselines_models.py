@@ -8,7 +8,7 @@ import pytest
 
 from movierec import tables as t
 from movierec.baselines import fit_biases, global_mean, popularity, trending, with_baseline
-from movierec.models import hybrid_lists, popularity_lists
+from movierec.models import fill_lists, hybrid_lists, popularity_lists
 from movierec.tuning import forward_folds, grid, search, Fold
 
 
@@ -63,8 +63,17 @@ def test_hybrid_uses_the_model_only_for_users_with_enough_history(spark):
     fallback = spark.createDataFrame([(1, 7, 1, 5.0), (2, 7, 1, 5.0), (3, 7, 1, 5.0)],
                                      "user_id int, movie_id int, rank int, score float")
     history = spark.createDataFrame([(1, 10), (2, 2)], "user_id int, n long")
-    got = sorted((r.user_id, r.movie_id) for r in hybrid_lists(model, fallback, history, 5).collect())
-    assert got == [(1, 100), (2, 7), (3, 7)]  # user 2 is thin, user 3 is new
+    got = sorted((r.user_id, r.movie_id, r.source) for r in hybrid_lists(model, fallback, history, 5, 1).collect())
+    assert got == [(1, 100, "model"), (2, 7, "fallback"), (3, 7, "fallback")]  # 2 is thin, 3 is new
+
+
+def test_short_model_lists_are_topped_up_from_the_fallback_without_repeats(spark):
+    cols = "user_id int, movie_id int, rank int, score float"
+    model = spark.createDataFrame([(1, 30, 1, 0.9), (1, 10, 2, 0.5)], cols)
+    fallback = spark.createDataFrame([(1, 10, 1, 9.0), (1, 20, 2, 8.0), (1, 40, 3, 7.0), (2, 20, 1, 8.0)], cols)
+    got = sorted((r.user_id, r.rank, r.movie_id, r.source) for r in fill_lists(model, fallback, 3).collect())
+    assert got == [(1, 1, 30, "model"), (1, 2, 10, "model"), (1, 3, 20, "fallback"),
+                   (2, 1, 20, "fallback")]
 
 
 def test_forward_folds_validate_on_what_follows_the_fit(spark):

@@ -10,24 +10,9 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from movierec import delta_io, ingest, split, tables as t, tracking, train
-from movierec.config import load_config
+from movierec import delta_io, tables as t, tracking, train
 
-RUN_DATE = "2026-11-21"
-
-
-@pytest.fixture(scope="module")
-def trained(spark, ml_small, tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    cfg = load_config("test", [f"lake={root / 'lake'}", f"ingest.source={ml_small}",
-                               f"mlflow.tracking_uri=sqlite:///{root}/mlflow.db",
-                               f"mlflow.artifact_root={root / 'artifacts'}"])
-    ingest.run(spark, cfg)
-    split.run(spark, cfg)
-    first = train.run(spark, cfg, RUN_DATE)
-    metrics_version = delta_io.version(spark, cfg.path("lake"), t.MODEL_METRICS)
-    second = train.run(spark, cfg, RUN_DATE)
-    return cfg, first, second, metrics_version
+from conftest import TRAIN_RUN_DATE as RUN_DATE
 
 
 def test_every_model_is_evaluated_on_every_population(trained):

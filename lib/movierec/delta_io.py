@@ -21,6 +21,11 @@ PRODUCER = {
     tables.RATINGS_BUFFER: "split",
     tables.SPLIT_INFO: "split",
     tables.MODEL_METRICS: "train_als",
+    tables.RECOMMENDATIONS: "recommend",
+    tables.RECOMMENDATIONS_LATEST: "recommend",
+    tables.POPULAR_MOVIES: "recommend",
+    tables.RATINGS_INCREMENTS: "ingest_increment",
+    tables.DRIFT_ALERTS: "detect_drift",
 }
 
 
@@ -52,6 +57,11 @@ def latest_row(spark: SparkSession, lake: Path | str, name: str, order_by: str) 
     return row.asDict() if row else None
 
 
+def delta_table(spark: SparkSession, lake: Path | str, name: str) -> DeltaTable:
+    read(spark, lake, name)  # the missing-table error that names the job to run
+    return DeltaTable.forPath(spark, table_path(lake, name))
+
+
 def version(spark: SparkSession, lake: Path | str, name: str) -> int | None:
     if not exists(spark, lake, name):
         return None
@@ -59,9 +69,9 @@ def version(spark: SparkSession, lake: Path | str, name: str) -> int | None:
     return dt.history(1).select("version").first()[0]
 
 
-def ensure(spark: SparkSession, lake: Path | str, name: str,
-           partition_by: tuple[str, ...] = ()) -> DeltaTable:
-    """Creates the table with its declared schema if it does not exist yet."""
+def ensure(spark: SparkSession, lake: Path | str, name: str) -> DeltaTable:
+    """Creates the table with its declared schema and partitioning if it does not exist yet."""
+    partition_by = tables.PARTITION_BY.get(name, ())
     builder = (DeltaTable.createIfNotExists(spark)
                .location(table_path(lake, name))
                .addColumns(tables.SCHEMAS[name]))

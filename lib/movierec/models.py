@@ -8,7 +8,7 @@ item = its popularity) so it goes through the same code.
 from __future__ import annotations
 
 from pyspark.ml.recommendation import ALS, ALSModel
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from movierec import tables as t
@@ -17,6 +17,7 @@ from movierec.topk import top_k
 
 RESIDUAL = "residual"
 FEATURES = "features"
+MODEL, FALLBACK = "model", "fallback"   # values of `source` in a hybrid list
 
 
 def fit_als(ratings: DataFrame, *, rank: int, reg: float, max_iter: int, seed: int,
@@ -83,14 +84,36 @@ def popularity_lists(scores: DataFrame, users: DataFrame, seen: DataFrame, k: in
 
 
 def hybrid_lists(model_lists: DataFrame, fallback_lists: DataFrame, history: DataFrame,
-                 min_history: int) -> DataFrame:
+                 min_history: int, k: int) -> DataFrame:
     """The model's list for users with at least min_history train ratings and a model list;
-    the fallback list for everyone else (new and thin users)."""
-    trusted = (history.where(F.col("n") >= min_history).select(t.USER_ID)
-               .join(model_lists.select(t.USER_ID).distinct(), t.USER_ID, "inner"))
-    from_model = model_lists.join(trusted, t.USER_ID, "inner")
-    from_fallback = fallback_lists.join(trusted, t.USER_ID, "left_anti")
-    return from_model.unionByName(from_fallback)
+    the fallback list for everyone else (new and thin users); short lists topped up."""
+    trusted = history.where(F.col("n") >= min_history).select(t.USER_ID)
+    return fill_lists(model_lists.join(trusted, t.USER_ID, "inner"), fallback_lists, k)
+
+
+def fill_lists(primary: DataFrame, fallback: DataFrame, k: int) -> DataFrame:
+    """Each user's primary list topped up to k rows from their fallback list (movies not already
+    in it), ranks 1..k without gaps; users with no primary list get their fallback list.
+    Adds `source`: model or fallback. Both inputs: (user_id, movie_id, rank, score)."""
+    order = "_order"
+    first = primary.withColumn(t.SOURCE, F.lit(MODEL)).withColumn(order, F.col(t.RANK))
+    rest = (fallback.join(primary.select(t.USER_ID, t.MOVIE_ID), [t.USER_ID, t.MOVIE_ID], "left_anti")
+            .withColumn(t.SOURCE, F.lit(FALLBACK)).withColumn(order, F.col(t.RANK) + k))
+    by_user = Window.partitionBy(t.USER_ID).orderBy(order)
+    return (first.unionByName(rest)
+            .withColumn(t.RANK, F.row_number().over(by_user))
+            .where(F.col(t.RANK) <= k).drop(order))
+
+
+def hybrid(model: ALSModel, trend: DataFrame, train: DataFrame, users: DataFrame, k: int,
+           params: dict) -> DataFrame:
+    """The hybrid ranker's lists, as training evaluates them and serving publishes them: for
+    users with min_history train ratings the model re-ranks the `candidates` most trending
+    movies (all movies if 0); everyone else, and any short list, gets trending movies."""
+    seen = train.select(t.USER_ID, t.MOVIE_ID)
+    model_lists = als_lists(model, users, seen, k, top_movies(trend, params["candidates"]))
+    fallback = popularity_lists(trend, users, seen, k)
+    return hybrid_lists(model_lists, fallback, history_counts(train), params["min_history"], k)
 
 
 def history_counts(train: DataFrame) -> DataFrame:

@@ -18,6 +18,11 @@ RATINGS_TEST = "ratings_test"
 RATINGS_BUFFER = "ratings_buffer"
 SPLIT_INFO = "split_info"
 MODEL_METRICS = "model_metrics"
+RECOMMENDATIONS = "recommendations"              # every run, partitioned by run_date
+RECOMMENDATIONS_LATEST = "recommendations_latest"  # exactly one complete run: what apps read
+POPULAR_MOVIES = "popular_movies"                # the list for users not in recommendations
+RATINGS_INCREMENTS = "ratings_increments"        # each nightly slice added to ratings_train
+DRIFT_ALERTS = "drift_alerts"                    # one row per drift metric per run date
 
 # Columns.
 USER_ID = "user_id"
@@ -33,6 +38,12 @@ RELEVANCE = "relevance"
 IMDB_ID = "imdb_id"
 TMDB_ID = "tmdb_id"
 BATCH_WEEK = "batch_week"
+RANK = "rank"
+SCORE = "score"
+RUN_DATE = "run_date"
+MODEL_NAME = "model_name"
+MODEL_VERSION = "model_version"
+SOURCE = "source"       # which part of the hybrid ranker produced a row: model or fallback
 
 SCHEMAS: dict[str, T.StructType] = {
     RATINGS: T.StructType([
@@ -118,6 +129,37 @@ SCHEMAS[MODEL_METRICS] = T.StructType([
     T.StructField("population", T.StringType(), False),
     T.StructField("value", T.DoubleType(), True),
 ])
+SCHEMAS[RECOMMENDATIONS] = T.StructType([
+    T.StructField(RUN_DATE, T.DateType(), False),
+    T.StructField(USER_ID, T.IntegerType(), False),
+    T.StructField(RANK, T.IntegerType(), False),
+    T.StructField(MOVIE_ID, T.IntegerType(), False),
+    T.StructField(SCORE, T.FloatType(), False),
+    T.StructField(SOURCE, T.StringType(), False),
+    T.StructField(MODEL_NAME, T.StringType(), False),
+    T.StructField(MODEL_VERSION, T.StringType(), False),
+])
+SCHEMAS[RECOMMENDATIONS_LATEST] = SCHEMAS[RECOMMENDATIONS]
+SCHEMAS[POPULAR_MOVIES] = T.StructType([
+    T.StructField(RUN_DATE, T.DateType(), False),
+    T.StructField(RANK, T.IntegerType(), False),
+    T.StructField(MOVIE_ID, T.IntegerType(), False),
+    T.StructField(SCORE, T.FloatType(), False),
+    T.StructField(MODEL_VERSION, T.StringType(), False),
+])
+SCHEMAS[RATINGS_INCREMENTS] = T.StructType(SCHEMAS[RATINGS].fields + [
+    T.StructField(RUN_DATE, T.DateType(), False),
+    T.StructField(BATCH_WEEK, T.IntegerType(), True),   # the replayed buffer week, if replayed
+])
+SCHEMAS[DRIFT_ALERTS] = T.StructType([
+    T.StructField(RUN_DATE, T.DateType(), False),
+    T.StructField("metric", T.StringType(), False),
+    T.StructField("value", T.DoubleType(), True),
+    T.StructField("threshold", T.DoubleType(), False),
+    T.StructField("verdict", T.StringType(), False),      # ok | drift
+    T.StructField("detail", T.StringType(), False),
+])
+PARTITION_BY: dict[str, tuple[str, ...]] = {RECOMMENDATIONS: (RUN_DATE,), POPULAR_MOVIES: (RUN_DATE,)}
 SCHEMAS[RATINGS_TRAIN] = SCHEMAS[RATINGS]
 SCHEMAS[RATINGS_TEST] = SCHEMAS[RATINGS]
 SCHEMAS[RATINGS_BUFFER] = T.StructType(

@@ -316,7 +316,7 @@ def register_and_gate(client: mlflow.MlflowClient, model_uri: str, model_name: s
     source, model_id = _model_source(client, model_uri)
     new = client.create_model_version(model_name, source, run_id=run_id,
                                       tags={metric: repr(value)}, model_id=model_id)
-    champion = _champion(client, model_name)
+    champion = current_champion(client, model_name)
     old_value = _tag_value(champion, metric) if champion is not None else None
 
     def fmt(x: float) -> str:
@@ -393,7 +393,7 @@ def _model_source(client: mlflow.MlflowClient, model_uri: str) -> tuple[str, str
     return model_uri, None
 
 
-def _champion(client: mlflow.MlflowClient, name: str) -> ModelVersion | None:
+def current_champion(client: mlflow.MlflowClient, name: str) -> ModelVersion | None:
     try:
         return client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException as exc:

@@ -21,7 +21,7 @@ from pyspark.ml.recommendation import ALS
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from movierec import delta_io, metrics, models, plots, tables as t, tracking
+from movierec import delta_io, metrics, models, plots, schedule, tables as t, tracking
 from movierec.baselines import PREDICTION, fit_biases, popularity, trending, with_baseline
 from movierec.config import Config
 from movierec.errors import UserError
@@ -110,7 +110,7 @@ def cross_validate(train: DataFrame, cfg: Config) -> dict[str, SearchResult]:
                 models.implicit_feedback(f.fit, min_rating), implicit=True,
                 **_als_args(best_implicit, cfg["train.implicit.max_iter"], seed))
         users = f.validate.select(t.USER_ID).distinct()
-        lists = hybrid(implicit_by_fold[f.index], trending(f.fit, half_life_days=p["half_life_days"]),
+        lists = models.hybrid(implicit_by_fold[f.index], trending(f.fit, half_life_days=p["half_life_days"]),
                        f.fit, users, k, p)
         return metrics.ranking_metrics(lists, f.validate, k, relevant_threshold=threshold)["ndcg"]
 
@@ -125,15 +125,6 @@ def cross_validate(train: DataFrame, cfg: Config) -> dict[str, SearchResult]:
         f.validate.unpersist()
         warm_val[f.index].unpersist()
     return results
-
-
-def hybrid(model, trend: DataFrame, train: DataFrame, users: DataFrame, k: int, params: dict) -> DataFrame:
-    """The hybrid ranker's lists: for users with min_history train ratings, the model re-ranks the
-    `candidates` most trending movies (all movies if 0); everyone else gets the trending list."""
-    seen = _seen(train)
-    model_lists = models.als_lists(model, users, seen, k, models.top_movies(trend, params["candidates"]))
-    fallback = models.popularity_lists(trend, users, seen, k)
-    return models.hybrid_lists(model_lists, fallback, models.history_counts(train), params["min_history"])
 
 
 def _als_args(params: dict, max_iter: int, seed: int) -> dict:
@@ -193,7 +184,7 @@ def ranked_lists(fitted: Fitted, train: DataFrame, users: DataFrame, k: int) -> 
     }
     lists = {name: df.persist(StorageLevel.MEMORY_AND_DISK) for name, df in lists.items()}
     lists["trending"] = models.popularity_lists(fitted.trending, users, seen, k).persist()
-    lists["hybrid"] = hybrid(fitted.als_implicit, fitted.trending, train, users, k, fitted.hybrid)
+    lists["hybrid"] = models.hybrid(fitted.als_implicit, fitted.trending, train, users, k, fitted.hybrid)
     return lists
 
 
@@ -257,9 +248,13 @@ def _check_inputs(spark: SparkSession, lake, cfg: Config) -> tuple[DataFrame, Da
     return train, test, n_train
 
 
-def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> TrainResult:
+def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> TrainResult | str:
     run_date = run_date or date.today().isoformat()
     lake = cfg.path("lake")
+    due, why = schedule.training_due(spark, cfg, run_date)
+    log.info("training %s: %s", "due" if due else "skipped", why)
+    if not due:
+        return f"skipped: {why}"
     train, test, n_train = _check_inputs(spark, lake, cfg)
     client = tracking.connect(cfg)  # fails fast, before an hour of CV, if the store is unreachable
     n_catalog = delta_io.read(spark, lake, t.MOVIES).count() if delta_io.exists(spark, lake, t.MOVIES) \
@@ -270,11 +265,14 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> TrainR
         run_id = active.info.run_id
         tracking.log_config(cfg)
         mlflow.log_metric("train_ratings", n_train)
-        with stage(log, "cross-validation on train"):
-            best = cross_validate(train, cfg)
-        cv_table = pd.DataFrame([row for r in best.values() for row in r.rows])
-        tracking.log_table(cv_table, "cv_results")
-        tracking.log_figure(plots.cv_results(cv_table), "cv_results")
+        best = _refit_params(client, cfg) if cfg["train.mode"] == "refit" else None
+        mlflow.set_tag("train_mode", "full" if best is None else "refit")
+        if best is None:
+            with stage(log, "cross-validation on train"):
+                best = cross_validate(train, cfg)
+            cv_table = pd.DataFrame([row for r in best.values() for row in r.rows])
+            tracking.log_table(cv_table, "cv_results")
+            tracking.log_figure(plots.cv_results(cv_table), "cv_results")
         best_params = {name: r.best for name, r in best.items()}
         mlflow.log_dict(best_params, "best_params.json")
         for name, r in best.items():
@@ -301,6 +299,23 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> TrainR
     result = TrainResult(run_id, best_params, table, gate)
     _log_summary(result)
     return result
+
+
+def _refit_params(client, cfg: Config) -> dict[str, SearchResult] | None:
+    """The champion's cross-validated parameters, for a nightly refit without CV; None (so a
+    full CV runs) when there is no champion or its run kept no parameters."""
+    champion = tracking.current_champion(client, cfg["mlflow.model_name"])
+    if champion is None:
+        log.info("refit asked for, but there is no champion yet: running the full CV")
+        return None
+    try:
+        params = mlflow.artifacts.load_dict(f"runs:/{champion.run_id}/best_params.json")
+    except Exception as exc:  # an old or foreign run: CV is the safe answer
+        log.warning("refit: champion v%s has no best_params.json (%s): running the full CV",
+                    champion.version, exc)
+        return None
+    log.info("refit with champion v%s's parameters: %s", champion.version, params)
+    return {name: SearchResult(name, "refit", p, float("nan"), []) for name, p in params.items()}
 
 
 def _primary(table: pd.DataFrame, primary: str) -> float:
