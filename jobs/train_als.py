@@ -1,8 +1,15 @@
-"""spark-submit jobs/train_als.py [--lake DIR] [--run-date D]: cross-validated ALS against
-baselines, evaluated on the chronological test split, tracked in MLflow, champion gated."""
+"""spark-submit jobs/train_als.py [--lake DIR] [--run-date D] [--mode full|refit]: cross-validated
+ALS against baselines, evaluated on the chronological test split, tracked in MLflow, champion
+gated. `--mode refit` skips CV and refits with the champion's parameters (the nightly run)."""
 
 from movierec.cli import main_entry
 from movierec.train import run
 
+
+def add_arguments(parser):
+    parser.add_argument("--mode", choices=("full", "refit"), help="train.mode")
+    return {"mode": "train.mode"}
+
+
 if __name__ == "__main__":
-    main_entry("train_als", run, __doc__)
+    main_entry("train_als", run, __doc__, add_arguments)

@@ -1,0 +1,7 @@
+"""spark-submit jobs/ingest_increment.py [--lake DIR] [--run-date D]: the next weekly slice of new ratings (the replayed buffer) appended to ratings_train, idempotently."""
+
+from movierec.cli import main_entry
+from movierec.increment import run
+
+if __name__ == "__main__":
+    main_entry("ingest_increment", run, __doc__)
