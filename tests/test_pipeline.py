@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from movierec import pipeline
+from movierec import pipeline, postgres
 from movierec.config import load_config
 from movierec.layouts import detect
 from tests.conftest import ROOT
@@ -21,11 +21,14 @@ def _job_env() -> dict[str, str]:
             "PATH": venv_bin + os.pathsep + os.environ["PATH"]}
 
 
-def test_spark_submit_pipeline_on_real_data(ml_small, tmp_path):
+def test_spark_submit_pipeline_on_real_data(ml_small, tmp_path, pg_settings):
     lake = tmp_path / "lake"
     cmd = ["spark-submit", "jobs/pipeline.py", "--profile", "test", "--lake", str(lake),
-           "--set", f"raw_dir={ml_small}", "--run-date", "2026-11-21"]
-    done = subprocess.run(cmd, cwd=ROOT, env=_job_env(), capture_output=True, text=True, timeout=600)
+           "--set", f"raw_dir={ml_small}", "--run-date", "2026-11-21",
+           "--set", f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+           "--set", f"mlflow.artifact_root={tmp_path / 'artifacts'}"]
+    env = {**_job_env(), **postgres.env_for(pg_settings)}
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "MovieLens release found in" in done.stdout
     assert "124,003 rows read = 124,003 accepted + 0 rejected" in done.stdout
@@ -34,6 +37,10 @@ def test_spark_submit_pipeline_on_real_data(ml_small, tmp_path):
     # spark-submit merges the Python driver's stderr into stdout; log lines carry job and run date
     assert "[pipeline 2026-11-21] movierec.ingest: stage validate ratings.csv: done" in done.stdout
     assert (lake / "ratings_train" / "_delta_log").is_dir()
+    assert "becomes champion" in done.stdout
+    assert "45,300 recommendations for 453 users by movierec-ranker v1, run 2026-11-21 (Delta and PostgreSQL)" \
+        in done.stdout
+    assert pg_settings.password not in done.stdout + done.stderr
 
 
 def test_bad_flag_value_is_one_clear_line(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from movierec import ingest, split
+from movierec import ingest, recommend, split, train
 from movierec.config import Config
 from movierec.layouts import SourceError, detect, match
 
@@ -63,6 +63,8 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> dict:
     log.info("data: %s (%s)", source, how)
     ingested = ingest.run(spark, cfg.with_overrides({"ingest.source": str(source)}), run_date)
     splitted = split.run(spark, cfg, run_date)
+    trained = train.run(spark, cfg, run_date)
+    served = recommend.run(spark, cfg, run_date)
     summary = {
         "source": str(source),
         "source_kind": how,
@@ -75,6 +77,12 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> dict:
         "cold_start": f"{splitted.cold_start['test_users_new_share']:.1%} of test users and "
                       f"{splitted.cold_start['test_ratings_new_user_share']:.1%} of test ratings "
                       f"have no train history",
+        "train": trained if isinstance(trained, str) else
+        f"hybrid NDCG@{cfg['train.k']} {trained.value('hybrid', 'ndcg', 'all'):.4f} vs recent "
+        f"popularity {trained.value('popular_recent', 'ndcg', 'all'):.4f}; {trained.gate.reason}",
+        "serve": f"{served['rows']:,} recommendations for {served['users']:,} users by "
+                 f"{served['model']}, run {served['latest_run_date']}"
+                 + (" (Delta and PostgreSQL)" if cfg["recommend.publish_postgres"] else " (Delta)"),
         "lake": str(cfg.path("lake")),
     }
     print("\nmovierec pipeline summary")
