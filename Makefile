@@ -40,3 +40,5 @@ bench-ingest: setup
 
 clean-lake:
 	rm -rf lake
+
+include conf/airflow.mk
