@@ -41,6 +41,7 @@ from typing import Iterator
 
 from movierec.errors import UserError
 from movierec.postgres import PgSettings
+from movierec.procs import alive
 
 log = logging.getLogger(__name__)
 
@@ -178,20 +179,6 @@ def _initdb(base: Path, user: _OsUser) -> None:
     log.info("embedded PostgreSQL: initialised %s as OS user %s", data, user.name)
 
 
-def _alive(pid: int) -> bool:
-    """A killed postmaster whose parent never reaps it stays a zombie: that is dead too."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _postmaster(data: Path) -> tuple[int, int | None, str] | None:
     """(pid, port, status) of a live postmaster serving `data`, from postmaster.pid; None if
     there is no pid file or it is stale (dead pid, or a pid reused by another process)."""
@@ -203,7 +190,7 @@ def _postmaster(data: Path) -> tuple[int, int | None, str] | None:
     # The port and status lines appear while the postmaster starts up.
     port = int(lines[3]) if len(lines) > 3 and lines[3].strip().isdigit() else None
     state = lines[7].strip() if len(lines) > 7 else "starting"
-    if not _alive(pid):
+    if not alive(pid):
         return None
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")

@@ -29,6 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from movierec.procs import alive
+
 MASTER = "org.apache.spark.deploy.master.Master"
 WORKER = "org.apache.spark.deploy.worker.Worker"
 STATE_FILE = "cluster.json"
@@ -223,10 +225,10 @@ class Cluster:
             self._stop_quietly(WORKER, i)
         self._stop_quietly(MASTER, 1)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(_alive(p) for p in tracked):
+        while time.monotonic() < deadline and any(alive(p) for p in tracked):
             time.sleep(0.3)
         for pid in tracked:
-            if _alive(pid) and _is_spark(pid):
+            if alive(pid) and _is_spark(pid):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -274,20 +276,6 @@ def start_cluster(work_dir: Path, workers: int = 2, cores_per_worker: int = 1,
 
 
 # -- processes, by /proc (Linux) -------------------------------------------------------------------
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie is dead for our purposes
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _is_spark(pid: int) -> bool:
     """The pid is (still) a Spark JVM, not a recycled pid of something else."""
     try:
