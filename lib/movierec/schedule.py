@@ -32,9 +32,11 @@ def training_due(spark: SparkSession, cfg: Config, run_date: str) -> tuple[bool,
         return False, f"no drift on {run_date} (train.schedule=on_drift)"
     every = cfg["train.every_n_days"]
     if not delta_io.exists(spark, lake, t.MODEL_METRICS):
-        return True, "no training run yet"
+        return True, "no training run yet"   # and below: the table exists but is empty
     last = delta_io.read(spark, lake, t.MODEL_METRICS).agg(F.max(t.RUN_DATE)).first()[0]
+    if last is None:
+        return True, "no training run yet"
     days = (date.fromisoformat(run_date) - last).days
-    if last is None or days >= every or days == 0:   # days == 0: a rerun of that date
+    if days >= every or days == 0:   # days == 0: a rerun of that date
         return True, f"last training on {last}, every {every} days"
     return False, f"last training on {last}, {days} of {every} days ago"
