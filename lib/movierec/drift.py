@@ -7,7 +7,8 @@ drift_alerts row per metric (value, threshold, verdict), thresholds in config (d
   is drift; with big slices any tiny change is "significant", hence PSI as the effect size);
 - ratings_per_user_ratio: the slice's mean ratings per active user against train's weekly one;
 - new_user_share / new_movie_share: share of the slice's ratings by users / of movies train lacks;
-- mean_rating_z: the slice's mean rating in standard deviations of train's recent weekly means.
+- mean_rating_z: the slice's mean rating in standard deviations of train's recent weekly means
+  (the most recent weeks that have ratings).
 """
 
 from __future__ import annotations
@@ -51,12 +52,14 @@ def histograms(base: DataFrame, new: DataFrame) -> tuple[np.ndarray, np.ndarray]
 
 
 def weekly(ratings: DataFrame, weeks: int) -> list[tuple[float, float]]:
-    """(mean rating, ratings per active user) of each of the last `weeks` 7-day windows."""
-    end = ratings.agg(F.max(F.unix_seconds(t.TS))).first()[0]
-    week = F.floor((F.lit(end) - F.unix_seconds(t.TS)) / (7 * 86_400))
-    rows = (ratings.withColumn("w", week).where(F.col("w") < weeks).groupBy("w")
+    """(mean rating, ratings per active user) of the `weeks` most recent calendar weeks that
+    have ratings: train ends where the test period starts, so "the last N weeks before the
+    slice" may hold no train data at all."""
+    week = F.floor(F.unix_seconds(t.TS) / (7 * 86_400))
+    rows = (ratings.groupBy(week.alias("w"))
             .agg(F.avg(t.RATING).alias("mean"),
-                 (F.count(F.lit(1)) / F.countDistinct(t.USER_ID)).alias("per_user")).collect())
+                 (F.count(F.lit(1)) / F.countDistinct(t.USER_ID)).alias("per_user"))
+            .orderBy(F.col("w").desc()).limit(weeks).collect())
     return [(r["mean"], r["per_user"]) for r in rows]
 
 
