@@ -8,7 +8,6 @@ from datetime import datetime, timezone
 import mlflow
 import numpy as np
 import pytest
-from mlflow import MlflowClient
 
 from movierec import delta_io, tables as t, tracking, train
 
@@ -39,7 +38,7 @@ def test_every_model_is_evaluated_on_every_population(trained):
 
 def test_mlflow_run_holds_config_cv_metrics_plots_and_model(trained):
     cfg, first, _, _ = trained
-    client = MlflowClient(tracking.tracking_uri(cfg))
+    client = tracking.connect(cfg)   # also points the fluent API (load_text, load_model) here
     run = client.get_run(first.mlflow_run_id)
     assert run.data.tags["run_date"] == RUN_DATE and run.data.tags["git_commit"]
     assert "hybrid.ndcg_at_10.all" in run.data.metrics
@@ -62,7 +61,7 @@ def test_champion_is_set_once_and_a_rerun_changes_nothing(spark, trained):
     a, b = first.metrics, second.metrics
     assert a[["model", "metric", "population"]].equals(b[["model", "metric", "population"]])
     assert np.allclose(a["value"], b["value"], rtol=1e-9, atol=1e-12, equal_nan=True)
-    client = MlflowClient(tracking.tracking_uri(cfg))
+    client = tracking.connect(cfg)   # also points the fluent API (load_text, load_model) here
     champion = client.get_model_version_by_alias(cfg["mlflow.model_name"], "champion")
     assert str(champion.version) == "1"
     model = mlflow.spark.load_model(tracking.load_champion_uri(cfg["mlflow.model_name"]))
