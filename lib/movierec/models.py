@@ -21,10 +21,13 @@ MODEL, FALLBACK = "model", "fallback"   # values of `source` in a hybrid list
 
 
 def fit_als(ratings: DataFrame, *, rank: int, reg: float, max_iter: int, seed: int,
-            rating_col: str = t.RATING, implicit: bool = False, alpha: float = 1.0) -> ALSModel:
+            rating_col: str = t.RATING, implicit: bool = False, alpha: float = 1.0,
+            blocks: int = 0) -> ALSModel:
     als = ALS(userCol=t.USER_ID, itemCol=t.MOVIE_ID, ratingCol=rating_col, rank=rank,
               regParam=reg, maxIter=max_iter, seed=seed, implicitPrefs=implicit, alpha=alpha,
               coldStartStrategy="nan", nonnegative=False)
+    if blocks:   # 0 keeps Spark's default of 10 user and 10 item blocks
+        als.setNumBlocks(blocks)
     return als.fit(ratings)
 
 

@@ -78,26 +78,28 @@ def _stamp(df: DataFrame, ranker: Ranker, run_date: str) -> DataFrame:
             .withColumn(t.MODEL_VERSION, F.lit(ranker.version)))
 
 
-def check(recs: DataFrame, train: DataFrame, k: int) -> int:
+def check(recs: DataFrame, train: DataFrame, k: int) -> tuple[int, int]:
     """The published contract: every train user has ranks 1..k (k rows, unless the catalog minus
-    what they saw is smaller), no movie twice, no seen movie. Returns the number of rows."""
+    what they saw is smaller), no movie twice, no seen movie. Returns (rows, users)."""
     per_user = recs.groupBy(t.USER_ID).agg(
         F.count(F.lit(1)).alias("n"), F.countDistinct(t.MOVIE_ID).alias("movies"),
-        F.min(t.RANK).alias("lo"), F.max(t.RANK).alias("hi"))
-    users = train.select(t.USER_ID).distinct()
-    bad = per_user.where((F.col("n") != F.col("movies")) | (F.col("lo") != 1) | (F.col("hi") != F.col("n")))
-    missing = users.join(per_user, t.USER_ID, "left_anti").count()
-    short = per_user.where(F.col("n") < k).count()
+        F.min(t.RANK).alias("lo"), F.max(t.RANK).alias("hi")).persist()
+    broken = (F.col("n") != F.col("movies")) | (F.col("lo") != 1) | (F.col("hi") != F.col("n"))
+    totals = per_user.agg(F.sum("n").alias("rows"), F.count(F.lit(1)).alias("users"),
+                          F.sum(broken.cast("int")).alias("bad"),
+                          F.sum((F.col("n") < k).cast("int")).alias("short")).first()
+    missing = train.select(t.USER_ID).distinct().join(per_user, t.USER_ID, "left_anti").count()
+    per_user.unpersist()
     seen = recs.join(train.select(t.USER_ID, t.MOVIE_ID), [t.USER_ID, t.MOVIE_ID], "left_semi").count()
-    problems = [f"{n:,} {what}" for n, what in ((bad.count(), "users with gaps or repeats in ranks"),
+    problems = [f"{n:,} {what}" for n, what in ((totals["bad"] or 0, "users with gaps or repeats in ranks"),
                                                (missing, "train users without a list"),
                                                (seen, "recommended movies the user already rated"))
                 if n]
     if problems:
         raise RecommendError("recommendations break the contract: " + "; ".join(problems))
-    if short:
-        log.warning("%d users have fewer than %d unseen movies to recommend", short, k)
-    return int(per_user.agg(F.sum("n")).first()[0] or 0)
+    if totals["short"]:
+        log.warning("%d users have fewer than %d unseen movies to recommend", totals["short"], k)
+    return int(totals["rows"] or 0), int(totals["users"])
 
 
 def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> dict:
@@ -111,11 +113,11 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> dict:
         recs = recommendations(ranker, train, k, run_date)
         delta_io.overwrite(recs, lake, t.RECOMMENDATIONS, replace_where=this_run)
         written = delta_io.read(spark, lake, t.RECOMMENDATIONS).where(this_run)
-        st.rows = check(written, train, k)
+        st.rows, n_users = check(written, train, k)
     delta_io.overwrite(popular_movies(ranker, k, run_date), lake, t.POPULAR_MOVIES, replace_where=this_run)
     latest = _publish_latest(spark, lake, cfg["recommend.retention_days"])
     summary = {"run_date": run_date, "model": f"{ranker.name} v{ranker.version}", "rows": st.rows,
-               "users": written.select(t.USER_ID).distinct().count(), "latest_run_date": str(latest),
+               "users": n_users, "latest_run_date": str(latest),
                "hybrid": {key: ranker.params[key] for key in ("min_history", "candidates")}}
     if cfg["recommend.publish_postgres"]:
         with stage(log, "publish to PostgreSQL") as st:

@@ -164,8 +164,12 @@ def top_k(user_factors: DataFrame, item_factors: DataFrame, seen: DataFrame | No
     if seen is None:
         users = users.withColumn(_SEEN, F.lit(None).cast("array<int>"))
     else:
+        # Only the scored users' seen pairs are grouped: evaluating a few thousand test users
+        # should not shuffle all of train. User ids are small enough to broadcast at any scale.
+        wanted = F.broadcast(users.select(t.USER_ID))
         per_user = (seen
                     .select(F.col(t.USER_ID).cast("int"), F.col(t.MOVIE_ID).cast("int"))
+                    .join(wanted, t.USER_ID, "left_semi")
                     .groupBy(t.USER_ID)
                     .agg(F.collect_list(t.MOVIE_ID).alias(_SEEN)))
         users = users.join(per_user, on=t.USER_ID, how="left")

@@ -82,12 +82,12 @@ def cross_validate(train: DataFrame, cfg: Config) -> dict[str, SearchResult]:
     results["als_biased"] = search(
         "als_biased", "rmse", als_grid, folds,
         lambda p, f: rmse_of(models.predict_biased_als(
-            models.fit_biased_als(f.fit, fold_biases[f.index], **_als_args(p, iters, seed)),
+            models.fit_biased_als(f.fit, fold_biases[f.index], **_als_args(p, iters, cfg)),
             fold_biases[f.index], warm_val[f.index])), False)
     results["als_plain"] = search(
         "als_plain", "rmse", als_grid, folds,
         lambda p, f: rmse_of(models.predict_als(
-            models.fit_als(f.fit, **_als_args(p, iters, seed)), warm_val[f.index])), False)
+            models.fit_als(f.fit, **_als_args(p, iters, cfg)), warm_val[f.index])), False)
 
     min_rating = cfg["train.implicit.min_rating"]
     implicit_grid = _als_grid(rank=cfg["train.implicit.rank_grid"], regParam=cfg["train.implicit.reg_grid"],
@@ -95,7 +95,7 @@ def cross_validate(train: DataFrame, cfg: Config) -> dict[str, SearchResult]:
 
     def implicit_score(p: dict, f: Fold) -> float:
         model = models.fit_als(models.implicit_feedback(f.fit, min_rating), implicit=True,
-                               **_als_args(p, cfg["train.implicit.max_iter"], seed))
+                               **_als_args(p, cfg["train.implicit.max_iter"], cfg))
         recs = models.als_lists(model, warm_val[f.index], _seen(f.fit), k)
         return metrics.ranking_metrics(recs, warm_val[f.index], k, relevant_threshold=threshold)["ndcg"]
 
@@ -108,7 +108,7 @@ def cross_validate(train: DataFrame, cfg: Config) -> dict[str, SearchResult]:
         if f.index not in implicit_by_fold:
             implicit_by_fold[f.index] = models.fit_als(
                 models.implicit_feedback(f.fit, min_rating), implicit=True,
-                **_als_args(best_implicit, cfg["train.implicit.max_iter"], seed))
+                **_als_args(best_implicit, cfg["train.implicit.max_iter"], cfg))
         users = f.validate.select(t.USER_ID).distinct()
         lists = models.hybrid(implicit_by_fold[f.index], trending(f.fit, half_life_days=p["half_life_days"]),
                        f.fit, users, k, p)
@@ -127,8 +127,9 @@ def cross_validate(train: DataFrame, cfg: Config) -> dict[str, SearchResult]:
     return results
 
 
-def _als_args(params: dict, max_iter: int, seed: int) -> dict:
-    out = {"rank": params["rank"], "reg": params["regParam"], "max_iter": max_iter, "seed": seed}
+def _als_args(params: dict, max_iter: int, cfg: Config) -> dict:
+    out = {"rank": params["rank"], "reg": params["regParam"], "max_iter": max_iter,
+           "seed": cfg["train.seed"], "blocks": cfg["train.als_blocks"]}
     if "alpha" in params:
         out["alpha"] = params["alpha"]
     return out
@@ -148,19 +149,23 @@ class Fitted:
     trending: DataFrame
     hybrid: dict
 
+    def unpersist(self) -> None:
+        for df in (self.biases.users, self.biases.items, self.popular, self.popular_recent, self.trending):
+            df.unpersist()
+
 
 def fit_final(train: DataFrame, cfg: Config, best: dict[str, SearchResult]) -> Fitted:
-    seed, iters = cfg["train.seed"], cfg["train.als.max_iter"]
+    iters = cfg["train.als.max_iter"]
     biases = fit_biases(train, **best["bias"].best)
     biases.users.persist()
     biases.items.persist()
     implicit = models.fit_als(models.implicit_feedback(train, cfg["train.implicit.min_rating"]),
                               implicit=True, **_als_args(best["als_implicit"].best,
-                                                         cfg["train.implicit.max_iter"], seed))
+                                                         cfg["train.implicit.max_iter"], cfg))
     return Fitted(
         mu=biases.mu, biases=biases,
-        als_plain=models.fit_als(train, **_als_args(best["als_plain"].best, iters, seed)),
-        als_biased=models.fit_biased_als(train, biases, **_als_args(best["als_biased"].best, iters, seed)),
+        als_plain=models.fit_als(train, **_als_args(best["als_plain"].best, iters, cfg)),
+        als_biased=models.fit_biased_als(train, biases, **_als_args(best["als_biased"].best, iters, cfg)),
         als_implicit=implicit,
         popular=popularity(train).persist(),
         popular_recent=popularity(train, recent_days=cfg["train.popularity.recent_days"]).persist(),
@@ -182,10 +187,10 @@ def ranked_lists(fitted: Fitted, train: DataFrame, users: DataFrame, k: int) -> 
         "als_biased": top_k(wanted, item_f, seen, k, item_bias=item_bias),
         "als_implicit": models.als_lists(fitted.als_implicit, users, seen, k),
     }
-    lists = {name: df.persist(StorageLevel.MEMORY_AND_DISK) for name, df in lists.items()}
-    lists["trending"] = models.popularity_lists(fitted.trending, users, seen, k).persist()
+    lists["trending"] = models.popularity_lists(fitted.trending, users, seen, k)
     lists["hybrid"] = models.hybrid(fitted.als_implicit, fitted.trending, train, users, k, fitted.hybrid)
-    return lists
+    # each list is scored against 3 populations: computed once, not once per population
+    return {name: df.persist(StorageLevel.MEMORY_AND_DISK) for name, df in lists.items()}
 
 
 def evaluate(fitted: Fitted, train: DataFrame, test: DataFrame, cfg: Config,
@@ -295,6 +300,7 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> TrainR
         gate = tracking.register_and_gate(client, model_uri, cfg["mlflow.model_name"], primary,
                                           primary_value, run_id,
                                           min_improvement=cfg["train.gate_min_improvement"])
+    fitted.unpersist()
     train.unpersist()
     result = TrainResult(run_id, best_params, table, gate)
     _log_summary(result)
