@@ -84,8 +84,10 @@ def bind(query: str, args: dict) -> str:
     so the values are inlined here, numbers as numbers and text quoted.
     """
     def literal(m: re.Match) -> str:
+        if m.group(1) is None:   # a quoted string or a :: cast: left as written
+            return m.group(0)
         value = args[m.group(1)]
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise TypeError(f"parameter {m.group(1)}: {type(value).__name__} is not bindable")
         return repr(value) if not isinstance(value, str) else "'" + value.replace("'", "''") + "'"
-    return re.sub(r"(?<!:):([a-z_]+)\b", literal, query)
+    return re.sub(r"'(?:[^']|'')*'|::|:([a-z_]+)\b", literal, query)
