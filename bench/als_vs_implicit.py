@@ -105,7 +105,8 @@ def spark_fit(spark, fit, shape, args, results: dict) -> tuple[np.ndarray, np.nd
         t.USER_ID: fit[0], t.MOVIE_ID: fit[1], t.RATING: np.ones(len(fit[0]), dtype=np.float32)}))
     df = df.repartition(spark.sparkContext.defaultParallelism).cache()
     df.count()
-    params = dict(rank=args.rank, reg=args.reg, seed=args.seed, implicit=True, alpha=args.alpha)
+    params = dict(rank=args.rank, reg=args.reg, seed=args.seed, implicit=True, alpha=args.alpha,
+                  blocks=args.blocks)
     models.fit_als(df, max_iter=1, **params)   # warm-up, not timed
     model = timed(SPARK, lambda: models.fit_als(df, max_iter=args.max_iter, **params), results)
     user_f, item_f = models.factors(model)
@@ -171,6 +172,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--eval-users", type=int, default=20_000)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--driver-memory", default="8g")
+    p.add_argument("--blocks", type=int, help="Spark ALS user and item blocks; default: train.als_blocks")
     args = p.parse_args(argv)
     configure_logging("bench-als-vs-implicit")
     cfg = load_config(args.profile)
@@ -178,6 +180,7 @@ def main(argv: list[str]) -> None:
     args.reg = args.reg if args.reg is not None else cfg["train.implicit.reg_grid"][0]
     args.alpha = args.alpha if args.alpha is not None else cfg["train.implicit.alpha_grid"][0]
     args.max_iter = args.max_iter or cfg["train.implicit.max_iter"]
+    args.blocks = args.blocks if args.blocks is not None else cfg["train.als_blocks"]
     spark = get_spark("movierec-bench-als-vs-implicit", cfg, extra={"spark.driver.memory": args.driver_memory})
     ratings, what = load_ratings(spark, args.lake, int(float(args.ratings)), args.seed)
     fit, held, shape = split_positives(ratings, cfg["train.implicit.min_rating"], args.holdout, args.seed)
@@ -204,7 +207,7 @@ def main(argv: list[str]) -> None:
 
     print(f"\n{what}: {nnz:,} positives (rating >= {cfg['train.implicit.min_rating']}) to fit, "
           f"{len(held[0]):,} held out; {shape[0]:,} users x {shape[1]:,} movies. rank {args.rank}, "
-          f"{args.max_iter} iterations, alpha {args.alpha:g} (confidence 1 + alpha * r), Spark regParam "
+          f"{args.max_iter} iterations, Spark blocks {args.blocks or 10}, alpha {args.alpha:g} (confidence 1 + alpha * r), Spark regParam "
           f"{args.reg:g} (x positives per row), implicit regularization {implicit_reg:.1f} "
           f"({args.reg_mapping}); Spark master {spark_master(cfg)}, implicit {args.threads} threads; "
           f"{os.cpu_count()} cores\n")

@@ -11,8 +11,9 @@ cross-validation, final fit, evaluation and the rest: reading train, MLflow logg
 registry and gate), recommend.run with recommend.publish_postgres=false (top-K for all users +
 Delta write + contract check, then the rest: champion load, popular list, recommendations_latest),
 and recommend._publish_postgres (every served table, COPY + keys + atomic swap).
-`--mode refit` then runs the nightly refit (train.mode=refit: the champion's parameters, no CV)
-and recommend + publish again, for the next run date.
+`--mode refit` then runs the next night as the DAG does on weekdays: ingest_increment (the
+next buffer week merged into train), detect_drift, the refit (train.mode=refit: the champion's
+parameters, no CV), recommend and publish.
 
 Memory: a thread samples the RSS of this Python process, of the driver JVM and of the JVM's
 Python workers (the pyspark daemon and its forks) every 0.5 s, so each stage gets its own peak;
@@ -37,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
-from movierec import delta_io, ingest, postgres, recommend, split, synthetic, tables as t, train
+from movierec import delta_io, drift, increment, ingest, postgres, recommend, split, synthetic, tables as t, train
 from movierec.config import load_config, project_root
 from movierec.logs import configure_logging
 from movierec.spark import get_spark
@@ -116,9 +117,11 @@ class MemorySampler(threading.Thread):
         self.join()
         self.sample()
 
-    def peaks(self, intervals: list[tuple[float, float]]) -> tuple[int, int, int]:
+    def peaks(self, intervals: list[tuple[float, float]]) -> tuple[int, int, int, int]:
+        """Peaks of the Python driver, the JVM, the workers, and of their sum at one instant."""
         inside = [s for s in self.samples if any(a <= s[0] <= b for a, b in intervals)]
-        return tuple(max((s[i] for s in inside), default=0) for i in (1, 2, 3))
+        return (*(max((s[i] for s in inside), default=0) for i in (1, 2, 3)),
+                max((s[1] + s[2] + s[3] for s in inside), default=0))
 
 
 # ------------------------------------------------------------------ stages
@@ -132,6 +135,7 @@ class StageResult:
     python_gib: float = 0.0
     jvm_gib: float = 0.0
     workers_gib: float = 0.0
+    all_gib: float = 0.0                            # the three together, at the same instant
     group: str = "full"                             # which total it counts in
 
 
@@ -199,15 +203,23 @@ class Bench:
 
 def _stage_peaks(bench: Bench) -> None:
     for r in bench.results:
-        py, jvm, workers = bench.sampler.peaks(r.intervals)
-        r.python_gib, r.jvm_gib, r.workers_gib = py / GIB, jvm / GIB, workers / GIB
+        py, jvm, workers, together = bench.sampler.peaks(r.intervals)
+        r.python_gib, r.jvm_gib, r.workers_gib, r.all_gib = py / GIB, jvm / GIB, workers / GIB, together / GIB
 
 
 # ------------------------------------------------------------------ the pipeline
 
 def nightly(bench: Bench, spark, cfg, run_date: str, n_train: int, n_test: int, group: str) -> None:
-    """train.run, recommend.run (Delta only), then the PostgreSQL publish, each split in stages."""
+    """train.run, recommend.run (Delta only), then the PostgreSQL publish, each split in stages.
+    The refit night starts as the DAG's does: the week's new ratings merged, drift measured."""
     prefix = "refit: " if group == "refit" else ""
+    if group == "refit":
+        added, _ = bench.timed(f"{prefix}ingest_increment (next buffer week merged into train)",
+                               lambda: increment.run(spark, cfg, run_date), rows=lambda r: r["added"],
+                               group=group)
+        bench.timed(f"{prefix}detect_drift (6 metrics vs train)", lambda: drift.run(spark, cfg, run_date),
+                    rows=added["added"], group=group)
+        n_train += added["added"]
     result, whole = bench.timed(None, lambda: train.run(spark, cfg, run_date), group=group)
     if isinstance(result, str):
         raise RuntimeError(f"train did not run: {result}")
@@ -246,14 +258,14 @@ def print_table(results: dict) -> None:
     print(f"\nsynthetic {meta['scale']}: {meta['users']:,} users, {meta['movies']:,} rated movies, "
           f"{meta['ratings']:,} ratings; profile {meta['profile']}, driver {meta['driver_memory']}, "
           f"{meta['cores']} cores; run {meta['run_date']}\n")
-    print("| stage | rows | seconds | driver JVM peak GiB | python peak GiB | Python workers peak GiB |\n"
-          "|---|---:|---:|---:|---:|---:|")
+    print("| stage | rows | seconds | driver JVM peak GiB | python peak GiB | Python workers peak GiB "
+          "| all three peak GiB |\n|---|---:|---:|---:|---:|---:|---:|")
     for s in stages:
         jvm = f"{s['jvm_gib']:.2f}" if s["jvm_gib"] else ""
         print(f"| {s['label']} | {s['rows']:,} | {_seconds(s['seconds'])} | {jvm} | {s['python_gib']:.2f} | "
-              f"{s['workers_gib']:.2f} |")
+              f"{s['workers_gib']:.2f} | {s['all_gib']:.2f} |")
     for name, seconds in results["totals"].items():
-        print(f"| **total: {name}** | | **{seconds:.1f}** | | | |")
+        print(f"| **total: {name}** | | **{seconds:.1f}** | | | | |")
     print(f"\nWhole run, VmHWM: driver JVM {meta['jvm_vmhwm_gib']:.2f} GiB, this Python process "
           f"{meta['python_vmhwm_gib']:.2f} GiB. The nightly totals leave out `generate` (it stands in "
           f"for the download).")
@@ -326,7 +338,7 @@ def main(argv: list[str]) -> None:
     totals = {"nightly pipeline, full CV retrain (ingest .. publish)":
               sum(r.seconds for r in bench.results if r.group == "full")}
     if args.mode == "refit":
-        totals["nightly refit (train refit, recommend, publish)"] = sum(
+        totals["nightly refit (increment, drift, train refit, recommend, publish)"] = sum(
             r.seconds for r in bench.results if r.group == "refit")
     results = {
         "meta": {"scale": args.scale, "seed": args.seed, "users": shape.n_users, "movies": shape.n_movies,
