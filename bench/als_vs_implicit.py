@@ -4,10 +4,10 @@
     .venv/bin/python bench/als_vs_implicit.py --ratings 1000000 --profile local --driver-memory 6g
 
 Needs the `bench` extra (`pip install -e '.[bench]'`). The same positives feed every fit: the
-ratings at or above train.implicit.min_rating (models.implicit_feedback: strength 1), minus a
+ratings at or above train.implicit.min_rating (als.implicit_feedback: strength 1), minus a
 held-out slice (--holdout of the positives of each user with 5 or more, seeded). Every fit has
 the same rank, iterations and alpha, confidence 1 + alpha * r, and 2 threads:
-  (a) Spark MLlib ALS, implicitPrefs=True, through movierec.models.fit_als (the project's call);
+  (a) Spark MLlib ALS, implicitPrefs=True, through movierec.model.als.fit_als (the project's call);
       master from the profile (local[2] for ml25m);
   (b) implicit.cpu.als.AlternatingLeastSquares, use_cg=False: an exact Cholesky solve per row,
       like Spark's;
@@ -44,10 +44,13 @@ import numpy as np
 import pandas as pd
 import pyarrow.csv as pacsv
 
-from movierec import delta_io, models, synthetic, tables as t
-from movierec.config import load_config
-from movierec.logs import configure_logging
-from movierec.spark import get_spark
+from movierec.core import delta_io, tables as t
+from movierec.core.config import load_config
+from movierec.core.logs import configure_logging
+from movierec.core.spark import get_spark
+from movierec.data import synthetic
+from movierec.model import als
+from movierec.model.topk import FEATURES
 
 log = logging.getLogger("bench.als_vs_implicit")
 SPARK = "(a) Spark MLlib ALS, implicitPrefs"
@@ -107,14 +110,14 @@ def spark_fit(spark, fit, shape, args, results: dict) -> tuple[np.ndarray, np.nd
     df.count()
     params = dict(rank=args.rank, reg=args.reg, seed=args.seed, implicit=True, alpha=args.alpha,
                   blocks=args.blocks)
-    models.fit_als(df, max_iter=1, **params)   # warm-up, not timed
-    model = timed(SPARK, lambda: models.fit_als(df, max_iter=args.max_iter, **params), results)
-    user_f, item_f = models.factors(model)
+    als.fit_als(df, max_iter=1, **params)   # warm-up, not timed
+    model = timed(SPARK, lambda: als.fit_als(df, max_iter=args.max_iter, **params), results)
+    user_f, item_f = als.factors(model)
     out = []
     for factors, id_col, n in ((user_f, t.USER_ID, shape[0]), (item_f, t.MOVIE_ID, shape[1])):
         table = factors.toArrow()
         ids = table.column(id_col).to_numpy()
-        flat = table.column(models.FEATURES).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        flat = table.column(FEATURES).combine_chunks().flatten().to_numpy(zero_copy_only=False)
         dense = np.zeros((n, args.rank), dtype=np.float32)
         dense[ids] = flat.astype(np.float32).reshape(len(ids), args.rank)
         out.append(dense)

@@ -22,10 +22,11 @@ from pathlib import Path
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
-from movierec import delta_io, ingest, split, synthetic, tables as t
-from movierec.config import load_config, project_root
-from movierec.logs import configure_logging
-from movierec.spark import get_spark
+from movierec.core import delta_io, tables as t
+from movierec.core.config import load_config, project_root
+from movierec.core.logs import configure_logging
+from movierec.core.spark import get_spark
+from movierec.data import ingest, split, synthetic
 
 ROOT = project_root()
 

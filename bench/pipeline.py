@@ -10,7 +10,7 @@ synthetic.generate, ingest.run, split.run, train.run (its own stage log lines sp
 cross-validation, final fit, evaluation and the rest: reading train, MLflow logging, model
 registry and gate), recommend.run with recommend.publish_postgres=false (top-K for all users +
 Delta write + contract check, then the rest: champion load, popular list, recommendations_latest),
-and recommend._publish_postgres (every served table, COPY + keys + atomic swap).
+and recommend.publish_postgres (every served table, COPY + keys + atomic swap).
 `--mode refit` then runs the next night as the DAG does on weekdays: ingest_increment (the
 next buffer week merged into train), detect_drift, the refit (train.mode=refit: the champion's
 parameters, no CV), recommend and publish.
@@ -38,18 +38,22 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
-from movierec import delta_io, drift, increment, ingest, postgres, recommend, split, synthetic, tables as t, train
-from movierec.config import load_config, project_root
-from movierec.logs import configure_logging
-from movierec.spark import get_spark
-from movierec.tuning import sample_users
+import psutil
+
+from movierec.core import delta_io, tables as t
+from movierec.core.config import load_config, project_root
+from movierec.core.logs import configure_logging
+from movierec.core.spark import get_spark
+from movierec.data import drift, increment, ingest, split, synthetic
+from movierec.model import train
+from movierec.model.tuning import sample_users
+from movierec.serve import pg_settings, recommend
 
 ROOT = project_root()
 log = logging.getLogger("bench.pipeline")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 GIB = 2 ** 30
 
-# train.run's and recommend.run's own stage names (movierec.logs.stage), as they log them.
+# train.run's and recommend.run's own stage names (movierec.core.logs.stage), as they log them.
 CV, FINAL_FIT, EVALUATION = "cross-validation on train", "final fit on all of train", "evaluation on test"
 TOP_K = re.compile(r"top-\d+ for every train user")
 STAGE_LINE = re.compile(r"^stage (?P<name>.+): (?:(?P<started>started)|done in [\d.]+s(?:, (?P<rows>[\d,]+) rows)?)$")
@@ -58,6 +62,7 @@ STAGE_LINE = re.compile(r"^stage (?P<name>.+): (?:(?P<started>started)|done in [
 # ------------------------------------------------------------------ memory
 
 def _status_kib(pid: int, key: str) -> int:
+    """A /proc/<pid>/status field (psutil has no high-water mark such as VmHWM)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith(key + ":"):
@@ -70,27 +75,16 @@ def _status_kib(pid: int, key: str) -> int:
 def _rss(pid: int) -> int:
     """Resident bytes of one process (0 if it is gone)."""
     try:
-        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
-    except (OSError, ValueError, IndexError):
+        return psutil.Process(pid).memory_info().rss
+    except psutil.NoSuchProcess:
         return 0
 
 
 def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                stat = Path(f"/proc/{entry.name}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rpartition(")")[2].split()[1])  # comm may hold spaces and parentheses
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
+    try:
+        return [p.pid for p in psutil.Process(root).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
 
 
 class MemorySampler(threading.Thread):
@@ -209,7 +203,7 @@ def _stage_peaks(bench: Bench) -> None:
 
 # ------------------------------------------------------------------ the pipeline
 
-def nightly(bench: Bench, spark, cfg, run_date: str, n_train: int, n_test: int, group: str) -> None:
+def nightly(bench: Bench, spark, cfg, pg, run_date: str, n_train: int, n_test: int, group: str) -> None:
     """train.run, recommend.run (Delta only), then the PostgreSQL publish, each split in stages.
     The refit night starts as the DAG's does: the week's new ratings merged, drift measured."""
     prefix = "refit: " if group == "refit" else ""
@@ -245,7 +239,7 @@ def nightly(bench: Bench, spark, cfg, run_date: str, n_train: int, n_test: int, 
         f"{prefix}recommend: load champion, popular list, recommendations_latest",
         summary["rows"], group)
     bench.timed(f"{prefix}publish to PostgreSQL (6 served tables)",
-                lambda: recommend._publish_postgres(spark, cfg, cfg.path("lake")), rows=lambda n: n,
+                lambda: recommend.publish_postgres(spark, cfg.path("lake"), pg), rows=lambda n: n,
                 group=group)
 
 
@@ -310,7 +304,7 @@ def main(argv: list[str]) -> None:
     cfg = load_config(args.profile, [f"lake={work / 'lake'}", f"ingest.source={release}",
                                      f"mlflow.tracking_uri=sqlite:///{work}/mlflow.db",
                                      f"mlflow.artifact_root={work / 'artifacts'}", *args.overrides])
-    pg = postgres.connection_settings(cfg)   # starts the embedded server now, not inside a stage
+    pg = pg_settings.connection_settings(cfg)   # starts the embedded server now, not inside a stage
     spark = get_spark("movierec-bench-pipeline", cfg, extra={
         "spark.driver.memory": args.driver_memory, "spark.sql.warehouse.dir": str(work / "warehouse")})
     jvm_pid = int(spark.sparkContext._jvm.ProcessHandle.current().pid())
@@ -323,11 +317,11 @@ def main(argv: list[str]) -> None:
                                   rows=lambda s: s.n_train + s.n_test + s.n_buffer)
         if ingested.skipped or splitted.skipped:
             raise RuntimeError("ingest or split found nothing to do: the work folder was not cleared")
-        nightly(bench, spark, cfg.with_overrides({"train.mode": "full"}), args.run_date,
+        nightly(bench, spark, cfg.with_overrides({"train.mode": "full"}), pg, args.run_date,
                 splitted.n_train, splitted.n_test, "full")
         if args.mode == "refit":
             next_day = (date.fromisoformat(args.run_date) + timedelta(days=1)).isoformat()
-            nightly(bench, spark, cfg.with_overrides({"train.mode": "refit"}), next_day,
+            nightly(bench, spark, cfg.with_overrides({"train.mode": "refit"}), pg, next_day,
                     splitted.n_train, splitted.n_test, "refit")
         jvm_hwm = _status_kib(jvm_pid, "VmHWM") * 1024 / GIB
     finally:

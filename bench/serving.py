@@ -4,7 +4,7 @@
     .venv/bin/python bench/serving.py --lake /path/to/lake            # a real recommendations_latest
 
 Measures, on the embedded server (or MOVIEREC_PG_* if set):
-  (a) movierec.postgres.publish_recommendations: staging load by COPY streams from the Spark
+  (a) movierec.serve.pg_publish.publish_table: staging load by COPY streams from the Spark
       partitions, primary key + index build, ANALYZE, atomic swap;
   (b) the same with Spark's JDBC writer (batched inserts);
   (c) baseline: the same rows written to one CSV file first, then one plain `COPY ... FROM` that
@@ -29,10 +29,12 @@ from pathlib import Path
 import numpy as np
 from pyspark.sql import functions as F
 
-from movierec import delta_io, postgres, serving_sql, tables as t
-from movierec.config import load_config
-from movierec.logs import configure_logging
-from movierec.spark import get_spark
+from movierec.core import delta_io, tables as t
+from movierec.core.config import load_config
+from movierec.core.logs import configure_logging
+from movierec.core.spark import get_spark
+from movierec.serve import pg_publish, pg_schema, pg_settings
+from movierec.serve import serving_sql
 
 log = logging.getLogger("bench.serving")
 
@@ -55,8 +57,8 @@ def plain_copy(rows, settings, folder: Path) -> tuple[float, float]:
         for batch in rows.toLocalIterator(prefetchPartitions=True):
             writer.writerow(batch)
     written = time.perf_counter() - t0
-    columns = ", ".join(f"{c} {ty}" for c, ty in postgres.RECOMMENDATIONS.columns)
-    with postgres.connect(settings) as conn:
+    columns = ", ".join(f"{c} {ty}" for c, ty in pg_schema.RECOMMENDATIONS.columns)
+    with pg_settings.connect(settings) as conn:
         conn.execute("DROP TABLE IF EXISTS bench_plain_copy")
         conn.execute(f"CREATE TABLE bench_plain_copy ({columns})")
         t0 = time.perf_counter()
@@ -77,7 +79,7 @@ def point_queries(settings, users: list[int], readers: int, seconds: float) -> n
 
     def reader(i: int) -> None:
         rng = random.Random(i)
-        with postgres.connect(settings) as conn:
+        with pg_settings.connect(settings) as conn:
             while time.perf_counter() < stop:
                 t0 = time.perf_counter()
                 rows = conn.execute(query, {"user_id": rng.choice(users)}).fetchall()
@@ -106,7 +108,7 @@ def main(argv: list[str]) -> None:
     configure_logging("bench-serving")
     cfg = load_config(args.profile, [f"lake={args.lake}"] if args.lake else [])
     spark = get_spark("movierec-bench-serving", cfg, extra={"spark.driver.memory": args.driver_memory})
-    settings = postgres.connection_settings(cfg)
+    settings = pg_settings.connection_settings(cfg)
     if args.lake:
         rows = serving_sql.served(delta_io.read(spark, cfg.path("lake"), t.RECOMMENDATIONS_LATEST))
     else:
@@ -122,10 +124,10 @@ def main(argv: list[str]) -> None:
         log.info("%s: %.1fs (%.0f rows/s)", label, results[-1][1], n / results[-1][1])
 
     if not args.skip_jdbc:
-        timed("(b) publish, JDBC batched inserts", lambda: postgres.publish_recommendations(rows, settings, method="jdbc"))
-    timed("(a) publish, COPY streams (default)", lambda: postgres.publish_recommendations(rows, settings))
+        timed("(b) publish, JDBC batched inserts", lambda: pg_publish.publish_table(rows, pg_schema.RECOMMENDATIONS, settings, method="jdbc"))
+    timed("(a) publish, COPY streams (default)", lambda: pg_publish.publish_table(rows, pg_schema.RECOMMENDATIONS, settings))
     with tempfile.TemporaryDirectory() as tmp:
-        written, copied = plain_copy(rows.select(*[c for c, _ in postgres.RECOMMENDATIONS.columns]), settings, Path(tmp))
+        written, copied = plain_copy(rows.select(*[c for c, _ in pg_schema.RECOMMENDATIONS.columns]), settings, Path(tmp))
     results.append(("(c) baseline: plain COPY of a CSV file, no keys (COPY only)", copied))
     log.info("CSV file written in %.1fs (not counted); COPY %.1fs", written, copied)
     users = [r[0] for r in rows.select(t.USER_ID).distinct().limit(50_000).collect()]

@@ -1,4 +1,4 @@
-"""Benchmark: top-K for every user, `movierec.topk.top_k` against Spark's recommendForAllUsers.
+"""Benchmark: top-K for every user, `movierec.model.topk.top_k` against Spark's recommendForAllUsers.
 
     .venv/bin/python bench/topk.py --users 20000 --items 10000 --rank 32 --k 100
     .venv/bin/python bench/topk.py --users 60000 --items 25000 --rank 64 --k 100
@@ -27,11 +27,11 @@ from pyspark.ml.recommendation import ALS  # noqa: E402
 from pyspark.sql import DataFrame  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
-from movierec import tables as t  # noqa: E402
-from movierec.config import load_config  # noqa: E402
-from movierec.logs import configure_logging  # noqa: E402
-from movierec.spark import get_spark  # noqa: E402
-from movierec.topk import FEATURES, top_k  # noqa: E402
+from movierec.core import tables as t  # noqa: E402
+from movierec.core.config import load_config  # noqa: E402
+from movierec.core.logs import configure_logging  # noqa: E402
+from movierec.core.spark import get_spark  # noqa: E402
+from movierec.model.topk import FEATURES, top_k  # noqa: E402
 
 log = logging.getLogger("bench.topk")
 BASELINE = "(a) Spark ALSModel.recommendForAllUsers"

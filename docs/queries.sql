@@ -1,6 +1,6 @@
 -- The questions people ask of the published recommendations, in SQL that runs unchanged on
 -- PostgreSQL (psql: \set user_id 1) and on the Delta lake through Spark SQL
--- (movierec.serving_sql.register_views(spark, lake), then spark.sql(serving_sql.bind(query, {"user_id": 1}))).
+-- (movierec.serve.serving_sql.register_views(spark, lake), then spark.sql(serving_sql.bind(query, {"user_id": 1}))).
 -- Both expose the same relations:
 --   recommendations          (user_id, rank, movie_id, score, model_version, run_date)  newest run
 --   recommendations_previous  the same columns, the run before it

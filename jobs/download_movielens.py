@@ -8,8 +8,8 @@ import argparse
 import logging
 import sys
 
-from movierec.config import ConfigError, load_config
-from movierec.download import KNOWN_RELEASES, DownloadError, download_release
+from movierec.core.config import ConfigError, load_config
+from movierec.data.download import KNOWN_RELEASES, DownloadError, download_release
 
 log = logging.getLogger("movierec.job")
 

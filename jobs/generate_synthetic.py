@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from movierec.synthetic import SCALES, generate
+from movierec.data.synthetic import SCALES, generate
 
 
 def main(argv=None) -> dict:

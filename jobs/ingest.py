@@ -1,7 +1,6 @@
 """spark-submit jobs/ingest.py --source PATH [--lake DIR]: a MovieLens release into Delta tables."""
 
-from movierec.cli import main_entry
-from movierec.ingest import run
+from movierec.core.cli import main_entry
 
 
 def add_arguments(parser):
@@ -12,4 +11,4 @@ def add_arguments(parser):
 
 
 if __name__ == "__main__":
-    main_entry("ingest", run, __doc__, add_arguments)
+    main_entry("ingest", "movierec.data.ingest:run", __doc__, add_arguments)

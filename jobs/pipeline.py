@@ -4,8 +4,7 @@ Uses a MovieLens release from the raw folder (config raw_dir), else downloads on
 network allows, else generates a synthetic release; says which.
 """
 
-from movierec.cli import main_entry
-from movierec.pipeline import run
+from movierec.core.cli import main_entry
 
 
 def add_arguments(parser):
@@ -14,4 +13,4 @@ def add_arguments(parser):
 
 
 if __name__ == "__main__":
-    main_entry("pipeline", run, __doc__, add_arguments)
+    main_entry("pipeline", "movierec.pipeline:run", __doc__, add_arguments)

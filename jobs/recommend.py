@@ -2,8 +2,7 @@
 every user in train, to Delta (recommendations, recommendations_latest, popular_movies) and
 PostgreSQL, published atomically."""
 
-from movierec.cli import main_entry
-from movierec.recommend import run
+from movierec.core.cli import main_entry
 
 
 def add_arguments(parser):
@@ -14,4 +13,4 @@ def add_arguments(parser):
 
 
 if __name__ == "__main__":
-    main_entry("recommend", run, __doc__, add_arguments)
+    main_entry("recommend", "movierec.serve.recommend:run", __doc__, add_arguments)

@@ -1,29 +1,30 @@
-"""One Spark session for the whole suite, built by the project's own factory."""
+"""The suite's shared fixtures: one Spark session built by the project's own factory, one
+ingested and split ml-latest-small lake, and one lake trained and published by the README's
+main job under spark-submit. Tests that write get a copy (helpers.copy_lake)."""
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from movierec.config import load_config, project_root
+from movierec.core.config import Config, load_config
+from movierec.serve.pg_settings import PgSettings, env_for
+from tests.helpers import ML_SMALL, PIPELINE_DATE, job_env, pg_database, run_job, tail
 
 # Spark hands timestamps to Python in the process time zone; the lake is UTC.
 os.environ["TZ"] = "UTC"
 time.tzset()
 
-pytest_plugins = ["pg_fixture"]   # a real PostgreSQL server: pg_settings, pg_env
-
-ROOT = project_root()
-TRAIN_RUN_DATE = "2026-11-21"
-ML_SMALL = (ROOT / ".." / "shared" / "data" / "ml-latest-small").resolve()
+pytest_plugins = ["tests.pg_fixture"]   # a real PostgreSQL server: pg_settings, pg_env
 
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
-    from movierec.spark import get_spark
+    from movierec.core.spark import get_spark
 
     cfg = load_config("test")
     warehouse = tmp_path_factory.mktemp("warehouse")
@@ -57,26 +58,51 @@ def ml_small() -> Path:
     return ML_SMALL
 
 
-def write_release(folder: Path, files: dict[str, str], encoding: str = "utf-8") -> Path:
-    """Writes a hand-made release: file name -> content (lines joined by \\n)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (folder / name).write_bytes(text.encode(encoding))
-    return folder
+@dataclass
+class Ingested:
+    cfg: Config
+    ingest: object   # data.ingest.IngestResult
+    split: object    # data.split.SplitResult
+
+    @property
+    def lake(self) -> Path:
+        return self.cfg.path("lake")
 
 
 @pytest.fixture(scope="session")
-def trained(spark, ml_small, tmp_path_factory):
-    """ml-latest-small ingested, split and trained twice (same date): the champion is v1."""
-    from movierec import delta_io, ingest, split, tables as t, train
+def ingested(spark, ml_small, tmp_path_factory) -> Ingested:
+    """ml-latest-small ingested and split, in this process. Read only: copy it to write."""
+    from movierec.data import ingest, split
 
-    root = tmp_path_factory.mktemp("train")
-    cfg = load_config("test", [f"lake={root / 'lake'}", f"ingest.source={ml_small}",
-                               f"mlflow.tracking_uri=sqlite:///{root}/mlflow.db",
-                               f"mlflow.artifact_root={root / 'artifacts'}"])
-    ingest.run(spark, cfg)
-    split.run(spark, cfg)
-    first = train.run(spark, cfg, TRAIN_RUN_DATE)
-    metrics_version = delta_io.version(spark, cfg.path("lake"), t.MODEL_METRICS)
-    second = train.run(spark, cfg, TRAIN_RUN_DATE)
-    return cfg, first, second, metrics_version
+    root = tmp_path_factory.mktemp("ingested")
+    cfg = load_config("test", [f"lake={root / 'lake'}", f"ingest.source={ml_small}"])
+    return Ingested(cfg, ingest.run(spark, cfg), split.run(spark, cfg))
+
+
+@dataclass
+class PipelineRun:
+    """`spark-submit jobs/pipeline.py` on ml-latest-small: ingested, split, trained (the test
+    profile's grids), gated and published to Delta and to PostgreSQL database `pg.database`."""
+    cfg: Config
+    output: str
+    pg: PgSettings
+
+    @property
+    def lake(self) -> Path:
+        return self.cfg.path("lake")
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(ml_small, pg_settings, tmp_path_factory) -> PipelineRun:
+    root = tmp_path_factory.mktemp("pipeline")
+    sets = [f"lake={root / 'lake'}", f"raw_dir={ml_small}",
+            f"mlflow.tracking_uri=sqlite:///{root}/mlflow.db",
+            f"mlflow.artifact_root={root / 'artifacts'}"]
+    pg = pg_database(pg_settings, "pipeline")
+    cmd = ["spark-submit", "jobs/pipeline.py", "--profile", "test", "--run-date", PIPELINE_DATE]
+    for s in sets:
+        cmd += ["--set", s]
+    done = run_job(cmd, job_env(**env_for(pg)), timeout=900)
+    if done.returncode != 0:
+        pytest.fail(f"`{' '.join(cmd)}` exited {done.returncode}:\n{tail(done.stdout, 80)}")
+    return PipelineRun(load_config("test", sets), done.stdout, pg)

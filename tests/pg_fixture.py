@@ -1,6 +1,7 @@
 """A real PostgreSQL for the suite: the embedded server, in a temp folder, on a free port.
 
-Wired in by tests/conftest.py (`pytest_plugins = ["pg_fixture"]`).
+Each test module that publishes gets its own database on it (helpers.pg_database), so one
+module's tables never stand in another's way. Wired in by tests/conftest.py (`pytest_plugins`).
 """
 
 from __future__ import annotations
@@ -11,28 +12,29 @@ from pathlib import Path
 
 import pytest
 
-from movierec import pg_server, postgres
+from movierec.serve import pg_settings as pgs
+from movierec.serve.pg_settings import PgSettings
+from movierec_embedded import postgres as embedded
 
 
 @pytest.fixture(scope="session")
 def pg_dir() -> Path:
-    # Not under tmp_path_factory: its /tmp/pytest-of-<user> is 0700, which the server's own OS
-    # user (the suite runs as root, and PostgreSQL will not) could not traverse.
     base = Path(tempfile.mkdtemp(prefix="movierec-pg-"))
     yield base
-    pg_server.stop(base)
+    embedded.stop(base)
     shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def pg_settings(pg_dir) -> postgres.PgSettings:
-    return pg_server.start(pg_dir)
+def pg_settings(pg_dir) -> PgSettings:
+    server = embedded.start(pg_dir)
+    return PgSettings(server.host, server.port, server.database, server.user, server.password)
 
 
 @pytest.fixture
-def pg_env(pg_settings, monkeypatch) -> postgres.PgSettings:
+def pg_env(pg_settings, monkeypatch) -> PgSettings:
     """Points connection_settings(), and so every job, at the suite's server."""
-    monkeypatch.delenv(postgres.ENV_URL, raising=False)
-    for name, value in postgres.env_for(pg_settings).items():
+    monkeypatch.delenv(pgs.ENV_URL, raising=False)
+    for name, value in pgs.env_for(pg_settings).items():
         monkeypatch.setenv(name, value)
     return pg_settings

@@ -1,0 +1,104 @@
+"""Reads and writes of lake tables. Each table lives at <lake>/<name> with the schema in tables.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from movierec.core import tables
+from movierec.core.errors import UserError
+
+# Which job creates each table, for the "run X first" message.
+PRODUCER = {
+    **{t: "ingest" for t in tables.INGESTED_TABLES},
+    tables.REJECTS: "ingest",
+    tables.INGESTION_RUNS: "ingest",
+    tables.RATINGS_TRAIN: "split",
+    tables.RATINGS_TEST: "split",
+    tables.RATINGS_BUFFER: "split",
+    tables.SPLIT_INFO: "split",
+    tables.MODEL_METRICS: "train_als",
+    tables.RECOMMENDATIONS: "recommend",
+    tables.RECOMMENDATIONS_LATEST: "recommend",
+    tables.POPULAR_MOVIES: "recommend",
+    tables.RATINGS_INCREMENTS: "ingest_increment",
+    tables.DRIFT_ALERTS: "detect_drift",
+}
+
+
+class MissingTableError(UserError, RuntimeError):
+    pass
+
+
+def table_path(lake: Path | str, name: str) -> str:
+    return str(Path(lake) / name)
+
+
+def exists(spark: SparkSession, lake: Path | str, name: str) -> bool:
+    return DeltaTable.isDeltaTable(spark, table_path(lake, name))
+
+
+def read(spark: SparkSession, lake: Path | str, name: str) -> DataFrame:
+    if not exists(spark, lake, name):
+        job = PRODUCER.get(name, "the job that writes it")
+        raise MissingTableError(
+            f"table {name!r} not found at {table_path(lake, name)}: run `{job}` first")
+    return spark.read.format("delta").load(table_path(lake, name))
+
+
+def latest_row(spark: SparkSession, lake: Path | str, name: str, order_by: str) -> dict | None:
+    """The row of a log table with the greatest `order_by`, or None if there is none yet."""
+    if not exists(spark, lake, name):
+        return None
+    row = read(spark, lake, name).orderBy(F.col(order_by).desc()).first()
+    return row.asDict() if row else None
+
+
+def delta_table(spark: SparkSession, lake: Path | str, name: str) -> DeltaTable:
+    read(spark, lake, name)  # the missing-table error that names the job to run
+    return DeltaTable.forPath(spark, table_path(lake, name))
+
+
+def version(spark: SparkSession, lake: Path | str, name: str) -> int | None:
+    if not exists(spark, lake, name):
+        return None
+    dt = DeltaTable.forPath(spark, table_path(lake, name))
+    return dt.history(1).select("version").first()[0]
+
+
+def ensure(spark: SparkSession, lake: Path | str, name: str) -> DeltaTable:
+    """Creates the table with its declared schema and partitioning if it does not exist yet."""
+    partition_by = tables.PARTITION_BY.get(name, ())
+    builder = (DeltaTable.createIfNotExists(spark)
+               .location(table_path(lake, name))
+               .addColumns(tables.SCHEMAS[name]))
+    if partition_by:
+        builder = builder.partitionedBy(*partition_by)
+    return builder.execute()
+
+
+def conform(df: DataFrame, name: str) -> DataFrame:
+    """Selects exactly the table's columns, cast to its types: the write contract."""
+    have = {f.name: f.dataType.simpleString() for f in df.schema.fields}
+    # Nested types that differ only in nullability cannot be cast; they need no cast either.
+    return df.select([F.col(f.name) if have.get(f.name) == f.dataType.simpleString()
+                      else F.col(f.name).cast(f.dataType).alias(f.name)
+                      for f in tables.SCHEMAS[name].fields])
+
+
+def overwrite(df: DataFrame, lake: Path | str, name: str, replace_where: str | None = None) -> None:
+    """Replaces the table's content (or the rows matching replace_where) in one Delta commit."""
+    spark = df.sparkSession
+    ensure(spark, lake, name)
+    writer = conform(df, name).write.format("delta").mode("overwrite")
+    if replace_where:
+        writer = writer.option("replaceWhere", replace_where)
+    writer.save(table_path(lake, name))
+
+
+def append(df: DataFrame, lake: Path | str, name: str) -> None:
+    ensure(df.sparkSession, lake, name)
+    conform(df, name).write.format("delta").mode("append").save(table_path(lake, name))

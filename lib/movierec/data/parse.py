@@ -1,0 +1,133 @@
+"""Row-level parsing and validation of MovieLens files, as pure DataFrame transforms.
+
+Every raw line stays in the output exactly once, with `rule` null when it is accepted, or the
+first rule it breaks; accepting and quarantining are then two filters of the same rows, which
+is what keeps raw = accepted + rejected true by construction.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+
+from pyspark.sql import Column as SCol
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from movierec.core import tables as t
+from movierec.data.layouts import Column, FileSpec, Layout
+
+RULE = "rule"
+LINE = "line_number"
+RAW = "raw"
+
+_SEPARATORS = {"dat": "::", "tsv": "\t", "pipe": "\\|"}
+# A quoted CSV field: its commas are not separators. Possessive, so long fields cannot backtrack.
+_QUOTED = '"(?:[^"]++|"")*+"'
+_NO_GENRES = "(no genres listed)"
+_YEAR_IN_TITLE = r"\((\d{4})(?:[-–]\d{0,4})?\)\s*$"
+
+
+def split_fields(lines: DataFrame, spec: FileSpec) -> DataFrame:
+    """(line_number, raw) -> adds `fields` (array<string>) and `n_found` (fields on the line)."""
+    raw = F.col(RAW)
+    if spec.fmt == "csv":
+        schema = ", ".join(f"c{i} string" for i in range(spec.n_fields))
+        lines = lines.withColumn("_csv", F.from_csv(raw, schema, {"mode": "PERMISSIVE"}))
+        fields = F.array(*[F.col(f"_csv.c{i}") for i in range(spec.n_fields)])
+        unquoted = F.regexp_replace(raw, _QUOTED, "")
+        # A quote left after removing the quoted fields is malformed: count it as a column_count break.
+        n_found = F.when(F.instr(unquoted, '"') > 0, F.lit(-1)).otherwise(
+            F.size(F.split(unquoted, ",", -1)))
+        return lines.withColumn("fields", fields).withColumn("n_found", n_found).drop("_csv")
+    else:
+        fields = F.split(raw, _SEPARATORS[spec.fmt], -1)
+        n_found = F.size(fields)
+    return lines.withColumn("fields", fields).withColumn("n_found", n_found)
+
+
+def _field(i: int) -> SCol:
+    return F.get(F.col("fields"), i)
+
+
+def _is_blank(c: SCol) -> SCol:
+    return c.isNull() | (F.trim(c) == "")
+
+
+def _typed(col: Column, layout: Layout, limits: dict, genres: tuple[str, ...]) -> tuple[SCol, SCol]:
+    """The typed value of one column and the rule it breaks (null when it breaks none)."""
+    raw = _field(col.index)
+    name = col.name
+    if col.kind == "id":
+        v = F.trim(raw).try_cast("int")
+        rule = F.when(v.isNull(), f"unparseable:{name}").when(v <= 0, f"non_positive_id:{name}")
+        return v, rule
+    if col.kind == "int_opt":
+        v = F.trim(raw).try_cast("int")
+        return v, F.when(~_is_blank(raw) & v.isNull(), f"unparseable:{name}")
+    if col.kind == "rating":
+        v = F.trim(raw).try_cast("double")
+        steps = v / F.lit(layout.rating_step)
+        rule = (F.when(v.isNull(), "unparseable:rating")
+                .when((v < layout.rating_min) | (v > layout.rating_max), "rating_out_of_range")
+                .when(F.abs(steps - F.round(steps)) > 1e-6, "rating_off_step"))
+        return v, rule
+    if col.kind == "ts":
+        secs = F.trim(raw).try_cast("long")
+        rule = (F.when(secs.isNull(), f"unparseable:{name}")
+                .when((secs < limits["min_epoch"]) | (secs > limits["max_epoch"]),
+                      "timestamp_out_of_range"))
+        # Guarded: out-of-range seconds would overflow the timestamp under ANSI mode.
+        return F.when(rule.isNull(), F.timestamp_seconds(secs)), rule
+    if col.kind == "text":
+        return F.trim(raw), F.when(_is_blank(raw), f"empty:{name}")
+    if col.kind == "genres":
+        v = F.when(_is_blank(raw) | (F.trim(raw) == _NO_GENRES), F.array().cast("array<string>")
+                   ).otherwise(F.split(F.trim(raw), "\\|"))
+        return v, F.lit(None).cast("string")
+    if col.kind == "genre_flags":
+        flags = [_field(col.index + k) for k in range(len(genres))]
+        named = F.array(*[F.when(f == "1", F.lit(g)) for f, g in zip(flags, genres)])
+        v = F.filter(named, lambda g: g.isNotNull() & (g != "unknown"))
+        bad = reduce(lambda a, b: a | b, [~f.isin("0", "1") | f.isNull() for f in flags])
+        return v, F.when(bad, f"unparseable:{name}")
+    if col.kind == "relevance":
+        v = F.trim(raw).try_cast("double")
+        rule = (F.when(v.isNull(), "unparseable:relevance")
+                .when((v < 0) | (v > 1), "relevance_out_of_range"))
+        return v, rule
+    if col.kind == "imdb":
+        return F.trim(raw), F.when(~F.trim(raw).rlike("^[0-9]+$") | raw.isNull(), f"unparseable:{name}")
+    raise ValueError(f"unknown column kind {col.kind!r}")
+
+
+def type_columns(fields: DataFrame, spec: FileSpec, layout: Layout, *, min_epoch: int,
+                 max_epoch: int, genres: tuple[str, ...] = ()) -> DataFrame:
+    """Adds the spec's typed columns and `rule`: column_count first, then each column's rules."""
+    limits = {"min_epoch": min_epoch, "max_epoch": max_epoch}
+    typed = [(c.name, *_typed(c, layout, limits, genres)) for c in spec.columns]
+    rule = F.coalesce(
+        F.when(F.col("n_found") != spec.n_fields, "column_count"),
+        *[r for _, _, r in typed],
+    )
+    out = fields.select(LINE, RAW, *[v.alias(n) for n, v, _ in typed], rule.alias(RULE))
+    if spec.table == t.MOVIES:
+        year = F.regexp_extract(F.col(t.TITLE), _YEAR_IN_TITLE, 1)
+        out = out.withColumn(t.YEAR, F.when(year != "", year.cast("int")))
+    return out
+
+
+def reject_unknown_movies(rows: DataFrame, movie_ids: DataFrame) -> DataFrame:
+    """Marks accepted rows whose movie_id is not among `movie_ids` (a one-column frame)."""
+    known = movie_ids.select(F.col(t.MOVIE_ID), F.lit(True).alias("_known")).distinct()
+    joined = rows.join(F.broadcast(known), on=t.MOVIE_ID, how="left")
+    rule = F.coalesce(F.col(RULE), F.when(F.col("_known").isNull(), F.lit("unknown_movie")))
+    return joined.withColumn(RULE, rule).drop("_known")
+
+
+def reject_duplicates(rows: DataFrame, key: tuple[str, ...]) -> DataFrame:
+    """Among accepted rows sharing `key`, keeps the latest (by ts, then line) and marks the rest."""
+    order = [F.col(t.TS).desc()] if t.TS in rows.columns else []
+    w = Window.partitionBy(F.col(RULE).isNull(), *key).orderBy(*order, F.col(LINE).desc())
+    rank = F.row_number().over(w)
+    return rows.withColumn(
+        RULE, F.coalesce(F.col(RULE), F.when(rank > 1, F.lit("duplicate"))))

@@ -1,0 +1,59 @@
+"""Every fitted model on the test split: rating metrics on the warm (user, movie) pairs for the
+models that rate, ranking metrics at K over all, warm and cold test users for those that rank.
+Every list excludes what the user rated in train."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame
+
+from movierec.core import tables as t
+from movierec.model import metrics
+from movierec.model.base import Fitted, Model, seen_pairs
+from movierec.model.tuning import warm_pairs
+
+COLUMNS = ["model", "metric", "population", "value"]
+RATING_POPULATION = "warm_pairs"
+
+
+def populations(test: DataFrame, train: DataFrame) -> dict[str, DataFrame]:
+    """Test ratings of all test users, of those train knows (warm) and of new ones (cold)."""
+    train_users = train.select(t.USER_ID).distinct()
+    return {"all": test,
+            "warm": test.join(train_users, t.USER_ID, "inner"),
+            "cold": test.join(train_users, t.USER_ID, "left_anti")}
+
+
+def evaluate(models: Mapping[str, Model], fitted: Mapping[str, Fitted], train: DataFrame,
+             test: DataFrame, *, k: int, threshold: float, n_catalog: int) -> pd.DataFrame:
+    """Test metrics: one row per (model, metric, population)."""
+    rows = []
+    warm = warm_pairs(test, train).persist(StorageLevel.MEMORY_AND_DISK)
+    for name, model in models.items():
+        if model.rates:
+            for metric, value in metrics.rating_metrics(fitted[name].predict(warm)).items():
+                rows.append((name, metric, RATING_POPULATION, float(value)))
+    users, seen = test.select(t.USER_ID).distinct(), seen_pairs(train)
+    truth = populations(test, train)
+    for name, model in models.items():
+        if not model.ranks:
+            continue
+        # scored against 3 populations: computed once, not once per population
+        recs = fitted[name].recommend(users, k, seen).persist(StorageLevel.MEMORY_AND_DISK)
+        for population, pop_truth in truth.items():
+            result = metrics.ranking_metrics(recs, pop_truth, k, relevant_threshold=threshold,
+                                             n_catalog=n_catalog)
+            rows.extend((name, metric, population, float(value)) for metric, value in result.items())
+        recs.unpersist()
+    warm.unpersist()
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def value(table: pd.DataFrame, model: str, metric: str, population: str) -> float:
+    hit = table[(table.model == model) & (table.metric == metric) & (table.population == population)]
+    if hit.empty:
+        raise KeyError(f"no {metric} for {model} on {population} in the metrics table")
+    return float(hit["value"].iloc[0])

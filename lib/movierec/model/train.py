@@ -1,0 +1,179 @@
+"""train_als: cross-validate, fit, evaluate against baselines, track in MLflow, gate the champion.
+
+Every model of the catalog is fitted on ratings_train only; hyperparameters come from
+forward-chaining CV on train (tuning.py), or, in refit mode, from the champion's run;
+ratings_test is read once, for the final evaluation (evaluate.py). Nothing here names a model:
+the served one and the baseline the summary compares it with are train.served_model and
+train.baseline_model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+
+import mlflow
+import pandas as pd
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from movierec.core import delta_io, tables as t
+from movierec.core.config import Config
+from movierec.core.errors import UserError
+from movierec.core.logs import stage
+from movierec.core.settings import TrainMode
+from movierec.model import catalog, plots, schedule, tracking
+from movierec.model.base import Fitted, Model
+from movierec.model.evaluate import RATING_POPULATION, evaluate, value
+from movierec.model.tuning import chosen_params, cross_validate
+
+log = logging.getLogger(__name__)
+
+
+class TrainError(UserError, ValueError):
+    pass
+
+
+@dataclass
+class TrainResult:
+    mlflow_run_id: str
+    best_params: dict[str, dict]
+    metrics: pd.DataFrame = field(repr=False)
+    gate: tracking.GateDecision | None = None
+
+    def value(self, model: str, metric: str, population: str) -> float:
+        return value(self.metrics, model, metric, population)
+
+
+def fit_all(models: Mapping[str, Model], train: DataFrame, params: Mapping[str, dict]) -> dict[str, Fitted]:
+    """Every model fitted on `train` with its chosen parameters, each after those it requires."""
+    fitted: dict[str, Fitted] = {}
+    for name, model in models.items():
+        fitted[name] = model.fit(train, params[name], {d: fitted[d] for d in model.requires})
+    return fitted
+
+
+def _check_inputs(spark: SparkSession, lake, cfg: Config) -> tuple[DataFrame, DataFrame, int]:
+    # persisted before the first count, so the count also fills the cache every stage reads
+    train = delta_io.read(spark, lake, t.RATINGS_TRAIN).persist(StorageLevel.MEMORY_AND_DISK)
+    test = delta_io.read(spark, lake, t.RATINGS_TEST)
+    n_train = train.count()
+    if n_train < cfg.train.min_train_ratings:
+        raise TrainError(f"ratings_train has {n_train} ratings, fewer than train.min_train_ratings="
+                         f"{cfg.train.min_train_ratings}: too few to train on; ingest a larger release")
+    if test.limit(1).count() == 0:
+        raise TrainError("ratings_test is empty: nothing to evaluate on; rerun `split`")
+    return train, test, n_train
+
+
+def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> TrainResult | str:
+    run_date = run_date or date.today().isoformat()
+    lake = cfg.path("lake")
+    models = catalog.build(cfg)   # a bad served_model fails here, before any Spark work
+    due, why = schedule.training_due(spark, cfg, run_date)
+    log.info("training %s: %s", "due" if due else "skipped", why)
+    if not due:
+        return f"skipped: {why}"
+    train, test, n_train = _check_inputs(spark, lake, cfg)
+    client = tracking.connect(cfg)  # fails fast, before an hour of CV, if the store is unreachable
+    n_catalog = delta_io.read(spark, lake, t.MOVIES).count() if delta_io.exists(spark, lake, t.MOVIES) \
+        else train.select(t.MOVIE_ID).distinct().count()
+    k, served = cfg.train.k, cfg.train.served_model
+
+    with tracking.training_run(cfg, run_date, f"train_als {run_date}") as active:
+        run_id = active.info.run_id
+        tracking.log_config(cfg)
+        mlflow.log_metric("train_ratings", n_train)
+        params = _refit_params(client, cfg, models) if cfg.train.mode == TrainMode.REFIT else None
+        mlflow.set_tag("train_mode", "full" if params is None else "refit")
+        if params is None:
+            with stage(log, "cross-validation on train"):
+                results = cross_validate(train, models, cfg)
+            cv_table = pd.DataFrame([row for r in results.values() for row in r.rows])
+            tracking.log_table(cv_table, "cv_results")
+            tracking.log_figure(plots.cv_results(cv_table), "cv_results")
+            params = {name: chosen_params(model, results) for name, model in models.items()}
+        mlflow.log_dict(params, "best_params.json")
+        for name, chosen in params.items():
+            mlflow.log_params({f"best.{name}.{p}": v for p, v in chosen.items()})
+
+        with stage(log, "final fit on all of train"):
+            fitted = fit_all(models, train, params)
+        with stage(log, "evaluation on test") as st:
+            table = evaluate(models, fitted, train, test, k=k,
+                             threshold=cfg.train.relevant_threshold, n_catalog=n_catalog)
+            st.rows = len(table)
+        _log_metrics(table, k)
+        _write_metrics(spark, lake, table, run_date, run_id)
+        tracking.log_table(table, "test_metrics")
+        tracking.log_figure(plots.metrics_vs_baselines(table, k), "metrics_vs_baselines")
+        tracking.log_figure(plots.rating_distribution(_rating_counts(train), _rating_counts(test)),
+                            "rating_distribution")
+
+        model_uri = models[served].log(fitted[served], params, k)
+        gate = tracking.register_and_gate(client, model_uri, cfg.mlflow.model_name, run_id, table,
+                                          model=served, primary=cfg.train.primary_metric,
+                                          min_improvement=cfg.train.gate_min_improvement)
+    for f in fitted.values():
+        f.release()
+    train.unpersist()
+    result = TrainResult(run_id, params, table, gate)
+    _log_summary(result, models)
+    return result
+
+
+def _refit_params(client, cfg: Config, models: Mapping[str, Model]) -> dict[str, dict] | None:
+    """The champion's cross-validated parameters, for a nightly refit without CV; None (so a
+    full CV runs) when there is no champion or its run kept no parameters."""
+    champion = tracking.current_champion(client, cfg.mlflow.model_name)
+    if champion is None:
+        log.info("refit asked for, but there is no champion yet: running the full CV")
+        return None
+    try:
+        kept = mlflow.artifacts.load_dict(f"runs:/{champion.run_id}/best_params.json")
+    except Exception as exc:  # an old or foreign run: CV is the safe answer
+        log.warning("refit: champion v%s has no best_params.json (%s): running the full CV",
+                    champion.version, exc)
+        return None
+    tuned = [name for name, m in models.items() if m.cv_metric is not None and name not in kept]
+    if tuned:
+        log.warning("refit: champion v%s kept no parameters for %s: running the full CV",
+                    champion.version, tuned)
+        return None
+    log.info("refit with champion v%s's parameters: %s", champion.version, kept)
+    return {name: kept[name] if name in kept else (m.shared_params(kept) or {})
+            for name, m in models.items()}
+
+
+def _rating_counts(ratings: DataFrame) -> pd.DataFrame:
+    return ratings.groupBy(t.RATING).agg(F.count(F.lit(1)).alias("n")).orderBy(t.RATING).toPandas()
+
+
+def _log_metrics(table: pd.DataFrame, k: int) -> None:
+    for row in table.itertuples():
+        suffix = "" if row.metric in ("rmse", "mae", "n", "users", "coverage") else f"_at_{k}"
+        mlflow.log_metric(f"{row.model}.{row.metric}{suffix}.{row.population}", row.value)
+
+
+def _write_metrics(spark: SparkSession, lake, table: pd.DataFrame, run_date: str, run_id: str) -> None:
+    rows = [(date.fromisoformat(run_date), run_id, r.model, r.metric, r.population, r.value)
+            for r in table.itertuples()]
+    df = spark.createDataFrame(rows, t.SCHEMAS[t.MODEL_METRICS])
+    # one run per date: rerunning a date replaces its rows instead of adding a second set
+    delta_io.overwrite(df, lake, t.MODEL_METRICS, replace_where=f"run_date = DATE'{run_date}'")
+
+
+def _log_summary(result: TrainResult, models: Mapping[str, Model]) -> None:
+    v = result.value
+    for name, model in models.items():
+        if model.rates:
+            log.info("RMSE %-15s %.4f on %d warm test pairs", name, v(name, "rmse", RATING_POPULATION),
+                     int(v(name, "n", RATING_POPULATION)))
+    for name, model in models.items():
+        if model.ranks:
+            log.info("NDCG@k %-15s all %.4f  warm %.4f  cold %.4f", name, v(name, "ndcg", "all"),
+                     v(name, "ndcg", "warm"), v(name, "ndcg", "cold"))
+    log.info("champion: %s", result.gate.reason if result.gate else "not gated")

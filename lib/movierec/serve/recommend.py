@@ -1,0 +1,152 @@
+"""recommend: the champion's top-K for every user in train, published to Delta and PostgreSQL.
+
+The champion is the registry's `champion` alias (train_als moves it). The served model
+(train.served_model) loads it back and lists exactly as training evaluated it; for the hybrid:
+the implicit ALS model re-ranks the most trending movies for users with enough history,
+everyone else gets the trending list, and every list is topped up to K from it.
+`popular_movies` is the model's fallback list, for users who are not in the table at all (new
+sign-ups).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from movierec.core import delta_io, tables as t
+from movierec.core.config import Config
+from movierec.core.errors import UserError
+from movierec.core.logs import stage
+from movierec.core.masking import mask_uri
+from movierec.model import catalog, tracking
+from movierec.model.base import ServedModel, seen_pairs
+from movierec.serve import pg_publish, pg_schema, pg_settings, serving_sql
+
+log = logging.getLogger(__name__)
+
+
+class RecommendError(UserError, RuntimeError):
+    pass
+
+
+@dataclass
+class Champion:
+    name: str
+    version: str
+    model: ServedModel
+
+
+def load_champion(spark: SparkSession, cfg: Config, history: DataFrame) -> Champion:
+    """The registry's champion as the served model, knowing the users' ratings in `history`."""
+    client = tracking.connect(cfg)
+    name = cfg.mlflow.model_name
+    version = tracking.current_champion(client, name)
+    if version is None:
+        raise RecommendError(f"model {name!r} has no champion in the registry at "
+                             f"{mask_uri(tracking.tracking_uri(cfg))}: run `train_als` first")
+    model = catalog.served(cfg).load(spark, version.run_id, f"models:/{name}/{version.version}", history)
+    log.info("champion: %s v%s (run %s): %s", name, version.version, version.run_id,
+             {k: v for k, v in model.params.items() if not isinstance(v, dict)})
+    return Champion(name, str(version.version), model)
+
+
+def recommendations(champion: Champion, train: DataFrame, k: int, run_date: str) -> DataFrame:
+    users = train.select(t.USER_ID).distinct()
+    lists = champion.model.recommend(users, k, seen_pairs(train))
+    return _stamp(lists, champion, run_date).withColumn(t.MODEL_NAME, F.lit(champion.name))
+
+
+def popular_movies(champion: Champion, k: int, run_date: str) -> DataFrame:
+    best_first = [F.col(t.SCORE).desc(), F.col(t.MOVIE_ID)]
+    ranked = (champion.model.fallback().orderBy(*best_first).limit(k)
+              .withColumn(t.RANK, F.row_number().over(Window.orderBy(*best_first))))
+    return _stamp(ranked, champion, run_date)
+
+
+def _stamp(df: DataFrame, champion: Champion, run_date: str) -> DataFrame:
+    return (df.withColumn(t.RUN_DATE, F.lit(run_date).cast("date"))
+            .withColumn(t.MODEL_VERSION, F.lit(champion.version)))
+
+
+def check(recs: DataFrame, train: DataFrame, k: int) -> tuple[int, int]:
+    """The published contract: every train user has ranks 1..k (k rows, unless the catalog minus
+    what they saw is smaller), no movie twice, no seen movie. Returns (rows, users)."""
+    per_user = recs.groupBy(t.USER_ID).agg(
+        F.count(F.lit(1)).alias("n"), F.countDistinct(t.MOVIE_ID).alias("movies"),
+        F.min(t.RANK).alias("lo"), F.max(t.RANK).alias("hi")).persist()
+    broken = (F.col("n") != F.col("movies")) | (F.col("lo") != 1) | (F.col("hi") != F.col("n"))
+    totals = per_user.agg(F.sum("n").alias("rows"), F.count(F.lit(1)).alias("users"),
+                          F.sum(broken.cast("int")).alias("bad"),
+                          F.sum((F.col("n") < k).cast("int")).alias("short")).first()
+    missing = train.select(t.USER_ID).distinct().join(per_user, t.USER_ID, "left_anti").count()
+    per_user.unpersist()
+    seen = recs.join(train.select(t.USER_ID, t.MOVIE_ID), [t.USER_ID, t.MOVIE_ID], "left_semi").count()
+    problems = [f"{n:,} {what}" for n, what in ((totals["bad"] or 0, "users with gaps or repeats in ranks"),
+                                               (missing, "train users without a list"),
+                                               (seen, "recommended movies the user already rated"))
+                if n]
+    if problems:
+        raise RecommendError("recommendations break the contract: " + "; ".join(problems))
+    if totals["short"]:
+        log.warning("%d users have fewer than %d unseen movies to recommend", totals["short"], k)
+    return int(totals["rows"] or 0), int(totals["users"])
+
+
+def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> dict:
+    run_date = run_date or date.today().isoformat()
+    lake, k = cfg.path("lake"), cfg.recommend.k
+    # PostgreSQL first: a server that is down or misconfigured fails before the top-K.
+    pg = (pg_settings.reachable(pg_settings.connection_settings(cfg))
+          if cfg.recommend.publish_postgres else None)
+    train = delta_io.read(spark, lake, t.RATINGS_TRAIN).persist(StorageLevel.MEMORY_AND_DISK)
+    champion = load_champion(spark, cfg, train)
+    this_run = f"{t.RUN_DATE} = DATE'{run_date}'"
+
+    with stage(log, f"top-{k} for every train user") as st:
+        recs = recommendations(champion, train, k, run_date)
+        delta_io.overwrite(recs, lake, t.RECOMMENDATIONS, replace_where=this_run)
+        written = delta_io.read(spark, lake, t.RECOMMENDATIONS).where(this_run)
+        st.rows, n_users = check(written, train, k)
+    delta_io.overwrite(popular_movies(champion, k, run_date), lake, t.POPULAR_MOVIES, replace_where=this_run)
+    latest = _publish_latest(spark, lake, cfg.recommend.retention_days)
+    summary = {"run_date": run_date, "model": f"{champion.name} v{champion.version}", "rows": st.rows,
+               "users": n_users, "latest_run_date": str(latest),
+               "params": {key: v for key, v in champion.model.params.items()
+                          if key in ("min_history", "candidates")}}
+    if pg is not None:
+        with stage(log, "publish to PostgreSQL") as st:
+            st.rows = publish_postgres(spark, lake, pg)
+    champion.model.release()
+    train.unpersist()
+    log.info("recommendations: %s", summary)
+    return summary
+
+
+def _publish_latest(spark: SparkSession, lake, retention_days: int) -> date:
+    """Deletes runs past retention, then makes recommendations_latest the newest complete run.
+    A rerun of an older date leaves latest on the newest run."""
+    runs = delta_io.read(spark, lake, t.RECOMMENDATIONS)
+    newest = runs.agg(F.max(t.RUN_DATE)).first()[0]
+    horizon = newest - timedelta(days=retention_days)
+    for name in (t.RECOMMENDATIONS, t.POPULAR_MOVIES):
+        table = delta_io.delta_table(spark, lake, name)
+        if table.toDF().where(F.col(t.RUN_DATE) < F.lit(horizon)).limit(1).count():
+            table.delete(F.col(t.RUN_DATE) < F.lit(horizon))
+            log.info("%s: runs before %s deleted (retention %d days)", name, horizon, retention_days)
+    newest_run = runs.where(F.col(t.RUN_DATE) == F.lit(newest))
+    delta_io.overwrite(newest_run, lake, t.RECOMMENDATIONS_LATEST)
+    return newest
+
+
+def publish_postgres(spark: SparkSession, lake, settings: pg_settings.PgSettings) -> int:
+    """Every relation of docs/queries.sql, each swapped in atomically, in pg_schema.SERVED_TABLES'
+    order; returns the recommendations' row count."""
+    relations = serving_sql.serving_relations(spark, lake)
+    rows = {spec.name: pg_publish.publish_table(relations[spec.name], spec, settings)
+            for spec in pg_schema.SERVED_TABLES}
+    return rows[pg_schema.RECOMMENDATIONS.name]

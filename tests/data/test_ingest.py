@@ -1,0 +1,234 @@
+"""Ingest on hand-made releases (every rule, every layout) and on the real ml-latest-small."""
+
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+from deltalake import DeltaTable as RustDeltaTable
+from pyspark.sql import functions as F
+
+from movierec.core import delta_io, tables as t
+from movierec.data import ingest
+from movierec.data.layouts import SourceError
+from tests.helpers import write_release
+
+MOVIES = "\n".join([
+    "movieId,title,genres",
+    "1,Toy Story (1995),Adventure|Animation|Children",
+    '2,"American President, The (1995)",Comedy|Drama|Romance',
+    "3,Untitled,(no genres listed)",
+    "x,Bad Id (2000),Drama",                       # line 5: unparseable:movie_id
+    "4,Series (2006–2007),Drama",
+])
+RATINGS = "\n".join([
+    "userId,movieId,rating,timestamp",
+    "1,1,4.0,964982703",          # 2 ok
+    "1,2,3.5,964982704",          # 3 ok
+    "1,3,5.0",                    # 4 column_count
+    "2,1,6.0,964982703",          # 5 rating_out_of_range
+    "2,2,3.7,964982703",          # 6 rating_off_step
+    "2,3,4.0,700000000",          # 7 timestamp_out_of_range (1992)
+    "0,1,4.0,964982703",          # 8 non_positive_id:user_id
+    "2,99,4.0,964982703",         # 9 unknown_movie
+    "2,1,abc,964982703",          # 10 unparseable:rating
+    "3,1,2.0,964982800",          # 11 duplicate (older than line 12)
+    "3,1,3.0,964982900",          # 12 ok: latest of the pair
+    "3,4,0.5,1000000000",         # 13 ok
+    "3,2,4.5,4000000000",         # 14 timestamp_out_of_range (future)
+])
+TAGS = "\n".join([
+    "userId,movieId,tag,timestamp",
+    '1,1,"funny, very",964982703',
+    "1,99,ghost,964982703",       # unknown_movie
+    "1,2,,964982703",             # empty:tag
+])
+LINKS = "\n".join([
+    "movieId,imdbId,tmdbId",
+    "1,0114709,862",
+    "2,0112346,",                 # tmdb missing: fine
+    "3,tt123,1",                  # unparseable:imdb_id
+])
+
+
+@pytest.fixture
+def bad_release(tmp_path):
+    return write_release(tmp_path / "ml-handmade", {
+        "movies.csv": MOVIES, "ratings.csv": RATINGS, "tags.csv": TAGS, "links.csv": LINKS})
+
+
+def _rejects(spark, lake):
+    return {(r.source_file, r.line_number): r.rule for r in delta_io.read(spark, lake, t.REJECTS).collect()}
+
+
+def test_every_rule_quarantines_the_right_line(spark, make_cfg, lake, bad_release):
+    result = ingest.run(spark, make_cfg(ingest__source=bad_release))
+    rejects = _rejects(spark, lake)
+    assert rejects == {
+        ("movies.csv", 5): "unparseable:movie_id",
+        ("ratings.csv", 4): "column_count",
+        ("ratings.csv", 5): "rating_out_of_range",
+        ("ratings.csv", 6): "rating_off_step",
+        ("ratings.csv", 7): "timestamp_out_of_range",
+        ("ratings.csv", 8): "non_positive_id:user_id",
+        ("ratings.csv", 9): "unknown_movie",
+        ("ratings.csv", 10): "unparseable:rating",
+        ("ratings.csv", 11): "duplicate",
+        ("ratings.csv", 14): "timestamp_out_of_range",
+        ("tags.csv", 3): "unknown_movie",
+        ("tags.csv", 4): "empty:tag",
+        ("links.csv", 4): "unparseable:imdb_id",
+    }
+    raw = delta_io.read(spark, lake, t.REJECTS).where("line_number = 6").first().raw_line
+    assert raw == "2,2,3.7,964982703"
+    counts = {f.file: (f.read, f.accepted, f.rejected) for f in result.files}
+    assert counts == {"movies.csv": (5, 4, 1), "ratings.csv": (13, 4, 9),
+                      "tags.csv": (3, 1, 2), "links.csv": (3, 2, 1)}
+    assert result.rows_read == result.rows_accepted + result.rows_rejected == 24
+
+    ratings = {(r.user_id, r.movie_id): (r.rating, r.ts.timestamp())
+               for r in delta_io.read(spark, lake, t.RATINGS).collect()}
+    assert ratings == {(1, 1): (4.0, 964982703), (1, 2): (3.5, 964982704),
+                       (3, 1): (3.0, 964982900), (3, 4): (0.5, 1000000000)}
+    movies = {r.movie_id: (r.title, r.year, list(r.genres))
+              for r in delta_io.read(spark, lake, t.MOVIES).collect()}
+    assert movies == {
+        1: ("Toy Story (1995)", 1995, ["Adventure", "Animation", "Children"]),
+        2: ("American President, The (1995)", 1995, ["Comedy", "Drama", "Romance"]),
+        3: ("Untitled", None, []),
+        4: ("Series (2006–2007)", 2006, ["Drama"]),
+    }
+    tag = delta_io.read(spark, lake, t.TAGS).first()
+    assert (tag.user_id, tag.movie_id, tag.tag) == (1, 1, "funny, very")
+    links = {r.movie_id: (r.imdb_id, r.tmdb_id) for r in delta_io.read(spark, lake, t.LINKS).collect()}
+    assert links == {1: ("0114709", 862), 2: ("0112346", None)}
+    assert delta_io.read(spark, lake, t.GENOME_SCORES).count() == 0  # release has none
+
+    run = delta_io.read(spark, lake, t.INGESTION_RUNS).first()
+    assert (run.rows_read, run.rows_accepted, run.rows_rejected) == (24, 11, 13)
+    assert run.layout == "csv" and run.checksum == result.checksum
+
+
+def test_reingesting_the_same_source_changes_no_table(spark, make_cfg, lake, bad_release):
+    cfg = make_cfg(ingest__source=bad_release)
+    ingest.run(spark, cfg)
+    names = t.INGESTED_TABLES + (t.REJECTS, t.INGESTION_RUNS)
+    before = {n: delta_io.version(spark, lake, n) for n in names}
+    again = ingest.run(spark, cfg)
+    assert again.skipped
+    assert {n: delta_io.version(spark, lake, n) for n in names} == before
+    # forced: tables rewritten with the same rows, rejects replaced rather than appended
+    ingest.run(spark, cfg.with_overrides({"ingest.force": True}))
+    assert delta_io.read(spark, lake, t.RATINGS).count() == 4
+    assert delta_io.read(spark, lake, t.REJECTS).count() == 13
+    assert delta_io.read(spark, lake, t.INGESTION_RUNS).count() == 2
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("missing", "source not found"),
+    ("header", "line 1 is 'user,movie,rating,time', expected the header 'userId,movieId,rating,timestamp'"),
+    ("layout", "unknown MovieLens layout"),
+    ("not_zip", "not a zip file"),
+])
+def test_bad_sources_fail_fast_and_leave_the_lake_alone(spark, make_cfg, lake, bad_release,
+                                                        tmp_path, breakage, message):
+    ingest.run(spark, make_cfg(ingest__source=bad_release))
+    before = {n: delta_io.version(spark, lake, n) for n in (t.RATINGS, t.INGESTION_RUNS)}
+    broken = tmp_path / "broken"
+    if breakage == "missing":
+        source = tmp_path / "nowhere"
+    elif breakage == "header":
+        source = write_release(broken, {"movies.csv": MOVIES, "ratings.csv":
+                                        RATINGS.replace("userId,movieId,rating,timestamp",
+                                                        "user,movie,rating,time")})
+    elif breakage == "layout":
+        source = write_release(broken, {"scores.txt": "1,2,3"})
+    else:
+        source = broken.with_suffix(".zip")
+        source.write_text("not a zip")
+    with pytest.raises(SourceError, match=message):
+        ingest.run(spark, make_cfg(ingest__source=source))
+    assert {n: delta_io.version(spark, lake, n) for n in before} == before
+    assert not any((lake / "_staging").glob("*/*")), "staging files left behind"
+
+
+def test_zip_release_with_crlf_and_top_folder(spark, make_cfg, lake, tmp_path):
+    archive = tmp_path / "ml-zipped.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ml-zipped/movies.csv", MOVIES.replace("\n", "\r\n") + "\r\n")
+        zf.writestr("ml-zipped/ratings.csv", RATINGS.replace("\n", "\r\n") + "\r\n")
+    result = ingest.run(spark, make_cfg(ingest__source=archive))
+    assert result.layout == "csv"
+    assert delta_io.read(spark, lake, t.RATINGS).count() == 4
+    assert delta_io.read(spark, lake, t.MOVIES).where("movie_id = 2").first().title == \
+        "American President, The (1995)"
+    assert delta_io.read(spark, lake, t.TAGS).count() == 0
+
+
+def test_ml_1m_layout_latin1_whole_star_scale(spark, make_cfg, lake, tmp_path):
+    source = tmp_path / "ml-1m"
+    write_release(source, {
+        "movies.dat": "1::Toy Story (1995)::Animation|Children's|Comedy\n"
+                      "2::Misérables, Les (1995)::Drama\n",
+        "ratings.dat": "1::1::5::978300760\n1::2::3::978302109\n2::1::4.5::978300760\n",
+        "users.dat": "1::F::1::10::48067\n",
+    }, encoding="latin-1")
+    result = ingest.run(spark, make_cfg(ingest__source=source))
+    assert result.layout == "dat-1m"
+    assert delta_io.read(spark, lake, t.MOVIES).where("movie_id = 2").first().title == \
+        "Misérables, Les (1995)"
+    assert _rejects(spark, lake) == {("ratings.dat", 3): "rating_off_step"}  # 1m has whole stars
+
+
+def test_ml_10m_layout_with_tags(spark, make_cfg, lake, tmp_path):
+    source = write_release(tmp_path / "ml-10M100K", {
+        "movies.dat": "1::Toy Story (1995)::Adventure|Animation\n",
+        "ratings.dat": "1::1::4.5::838985046\n",
+        "tags.dat": "15::1::excellent!::1215184630\n",
+    })
+    result = ingest.run(spark, make_cfg(ingest__source=source))
+    assert (result.layout, result.rows_accepted, result.rows_rejected) == ("dat-10m", 3, 0)
+    assert delta_io.read(spark, lake, t.TAGS).first().tag == "excellent!"
+
+
+def test_ml_100k_layout_genre_flags(spark, make_cfg, lake, tmp_path):
+    genres = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+              "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
+              "Romance", "Sci-Fi", "Thriller", "War", "Western"]
+    flags_toy = ["0"] * 19
+    for g in ("Animation", "Children's", "Comedy"):
+        flags_toy[genres.index(g)] = "1"
+    source = write_release(tmp_path / "ml-100k", {
+        "u.genre": "".join(f"{g}|{i}\n" for i, g in enumerate(genres)) + "\n",
+        "u.item": "1|Toy Story (1995)|01-Jan-1995||http://x|" + "|".join(flags_toy) + "\n"
+                  "2|Café (1996)|01-Jan-1996||http://y|" + "|".join(["1"] + ["0"] * 18) + "\n"
+                  "3|Short row|01-Jan-1996\n",
+        "u.data": "196\t1\t3\t881250949\n186\t2\t3\t891717742\n22\t1\t0\t878887116\n",
+    }, encoding="latin-1")
+    result = ingest.run(spark, make_cfg(ingest__source=source))
+    assert result.layout == "ml-100k"
+    movies = {r.movie_id: (r.title, r.year, list(r.genres))
+              for r in delta_io.read(spark, lake, t.MOVIES).collect()}
+    assert movies == {1: ("Toy Story (1995)", 1995, ["Animation", "Children's", "Comedy"]),
+                      2: ("Café (1996)", 1996, [])}
+    assert _rejects(spark, lake) == {("u.item", 3): "column_count",
+                                     ("u.data", 3): "rating_out_of_range"}
+
+
+def test_real_ml_latest_small(spark, ingested):
+    result, lake = ingested.ingest, ingested.lake
+    assert result.layout == "csv"
+    assert {f.table: (f.read, f.accepted, f.rejected) for f in result.files} == {
+        t.MOVIES: (9742, 9742, 0), t.RATINGS: (100836, 100836, 0),
+        t.TAGS: (3683, 3683, 0), t.LINKS: (9742, 9742, 0)}
+    ratings = delta_io.read(spark, lake, t.RATINGS)
+    stats = ratings.agg(F.countDistinct(t.USER_ID), F.countDistinct(t.MOVIE_ID),
+                        F.min(t.TS), F.max(t.TS), F.avg(t.RATING)).first()
+    assert stats[0] == 610 and stats[1] == 9724
+    assert (str(stats[2]), str(stats[3])) == ("1996-03-29 18:36:55", "2018-09-24 14:27:30")
+    assert round(stats[4], 4) == 3.5016
+    first = ratings.where("user_id = 1 AND movie_id = 1").first()
+    assert (first.rating, int(first.ts.timestamp())) == (4.0, 964982703)
+    # readable by a Delta reader that is not Spark
+    rust = RustDeltaTable(str(lake / t.RATINGS)).to_pyarrow_table()
+    assert rust.num_rows == 100836 and rust.column_names == [t.USER_ID, t.MOVIE_ID, t.RATING, t.TS]

@@ -1,0 +1,118 @@
+"""The nightly DAG for real: one `airflow dags test` on a copy of the pipeline's trained
+ml-latest-small lake, then every job rerun in this process for the same date (nothing may
+change), then `airflow tasks test` of recommend with PostgreSQL down."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+
+import pytest
+from mlflow import MlflowClient
+from pyspark.sql import functions as F
+
+from movierec.core import delta_io, tables as t
+from movierec.data import drift, increment
+from movierec.model import train
+from movierec.serve import pg_settings as pgs, recommend, smoke
+from tests.e2e.airflow_cli import DAG_ID, airflow_env, output, run_airflow, run_dags_test
+from tests.helpers import ROOT, copy_lake, pg_database
+
+DAY = "2026-11-23"   # a Monday: the nightly refit, no CV
+JOBS = ("ingest_increment", "detect_drift", "train_als", "recommend", "smoke_check")
+
+
+def snapshot(spark, lake, uri: str, pg) -> dict:
+    with pgs.connect(pg) as conn:
+        served = conn.execute("SELECT count(*), min(run_date), max(run_date) FROM recommendations").fetchone()
+    client = MlflowClient(uri)
+    recs = delta_io.read(spark, lake, t.RECOMMENDATIONS).where(F.col(t.RUN_DATE) == DAY)
+    return {
+        "train": delta_io.read(spark, lake, t.RATINGS_TRAIN).count(),
+        "train_version": delta_io.version(spark, lake, t.RATINGS_TRAIN),
+        "increments": delta_io.read(spark, lake, t.RATINGS_INCREMENTS).count(),
+        "drift": sorted((r.metric, r.verdict, r.value) for r in delta_io.read(spark, lake, t.DRIFT_ALERTS)
+                        .where(F.col(t.RUN_DATE) == DAY).collect()),
+        "metrics": sorted((r.model, r.metric, r.population, r.value) for r in
+                          delta_io.read(spark, lake, t.MODEL_METRICS).where(F.col(t.RUN_DATE) == DAY).collect()),
+        "recs": sorted(tuple(r) for r in recs.select(t.USER_ID, t.RANK, t.MOVIE_ID, t.SOURCE).collect()),
+        "latest_dates": sorted(str(r[0]) for r in delta_io.read(spark, lake, t.RECOMMENDATIONS_LATEST)
+                               .select(t.RUN_DATE).distinct().collect()),
+        "pg": (served[0], str(served[1]), str(served[2])),
+        "champion": client.get_model_version_by_alias("movierec-ranker", "champion").version,
+        "runs": len(client.search_runs([client.get_experiment_by_name("movierec").experiment_id])),
+    }
+
+
+@pytest.fixture(scope="module")
+def nightly(spark, pipeline_run, airflow_home, pg_settings, tmp_path_factory):
+    root = tmp_path_factory.mktemp("nightly")
+    lake = copy_lake(pipeline_run.lake, root / "lake")
+    shutil.copy(pipeline_run.cfg.mlflow.tracking_uri.removeprefix("sqlite:///"), root / "mlflow.db")
+    uri = f"sqlite:///{root}/mlflow.db"
+    pg = pg_database(pg_settings, "nightly")
+    env = {"MOVIEREC_LAKE": str(lake), "MOVIEREC_PROFILE": "test", "MLFLOW_TRACKING_URI": uri,
+           **pgs.env_for(pg)}
+    before = delta_io.read(spark, lake, t.RATINGS_TRAIN).count()
+    week1 = delta_io.read(spark, lake, t.RATINGS_BUFFER).where(F.col(t.BATCH_WEEK) == 1).count()
+    run = run_dags_test(airflow_home, DAY, env)
+    assert run.returncode == 0, output(run)[-5000:]
+    cfg = pipeline_run.cfg.with_overrides({"lake": str(lake), "mlflow.tracking_uri": uri})
+    return dict(root=root, lake=lake, env=env, uri=uri, pg=pg, cfg=cfg, before=before, week1=week1,
+                run=run, after=snapshot(spark, lake, uri, pg))
+
+
+def test_one_nightly_run_grows_train_checks_drift_trains_and_publishes(nightly):
+    state, log = nightly["after"], output(nightly["run"])
+    assert state["train"] == nightly["before"] + nightly["week1"] > nightly["before"]
+    assert state["increments"] == nightly["week1"]
+    assert len(state["drift"]) == 6
+    assert len(state["metrics"]) > 0 and state["latest_dates"] == [DAY]
+    assert state["pg"] == (len(state["recs"]), DAY, DAY)
+    assert state["runs"] == 2          # the pipeline's training, and tonight's refit
+    for job in JOBS:
+        assert f"jobs/{job}.py" in log
+    assert "refit with champion v1's parameters" in log
+
+
+def test_every_job_rerun_for_the_same_date_changes_no_table(spark, nightly, monkeypatch):
+    """What a second `dags test` of the date would do, job by job, in this process."""
+    cfg, before = nightly["cfg"], nightly["after"]
+    for name, value in pgs.env_for(nightly["pg"]).items():
+        monkeypatch.setenv(name, value)
+    assert increment.run(spark, cfg, DAY)["added"] == 0
+    drift.run(spark, cfg, DAY)
+    refit = train.run(spark, cfg.with_overrides({"train.mode": "refit"}), DAY)
+    assert not refit.gate.moved and "does not beat" in refit.gate.reason
+    recommend.run(spark, cfg, DAY)
+    smoke.run(spark, cfg, DAY)
+    after = snapshot(spark, nightly["lake"], nightly["uri"], nightly["pg"])
+    # one more MLflow run (the refit, gated: the champion did not move); every table the same,
+    # model_metrics included: the same data and parameters give the same numbers
+    assert after["runs"] == before["runs"] + 1
+    assert {k: v for k, v in after.items() if k != "runs"} == {k: v for k, v in before.items() if k != "runs"}
+
+
+def test_recommend_with_postgres_down_fails_under_spark_submit_and_keeps_the_table(nightly, airflow_home):
+    """`airflow tasks test` of one task: spark-submit starts the job with the rendered
+    arguments, the job fails on the closed port before any Spark work, PostgreSQL keeps its run,
+    and the password shows nowhere."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    pg = nightly["pg"]
+    env = airflow_env(airflow_home, **{**nightly["env"], pgs.ENV_PORT: str(closed),
+                                       "AIRFLOW_VAR_MOVIEREC_LAKE": str(nightly["lake"]),
+                                       "AIRFLOW_VAR_MOVIEREC_PROFILE": "test"})
+    proc = run_airflow(["tasks", "test", DAG_ID, "recommend", "2026-11-24"], env, timeout=300)
+    log = output(proc)
+    assert proc.returncode != 0
+    assert (f"spark-submit --master local[2] --name movierec-recommend {ROOT}/jobs/recommend.py "
+            f"--profile test --lake {nightly['lake']} --run-date 2026-11-24") in log, log[-3000:]
+    assert f"lake: {nightly['lake']}" in log, log[-3000:]   # the job's own config dump
+    assert re.search(r"recommend failed: .*127\.0\.0\.1:%d" % closed, log), log[-5000:]
+    assert pg.secret() not in log
+    with pgs.connect(pg) as conn:
+        n, day = conn.execute("SELECT count(*), max(run_date) FROM recommendations").fetchone()
+    assert (n, str(day)) == (len(nightly["after"]["recs"]), DAY)

@@ -1,0 +1,67 @@
+"""Plain helpers the test modules share (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from psycopg import sql
+
+from movierec.core.config import project_root
+from movierec.serve import pg_settings as pgs
+from movierec.serve.pg_settings import PgSettings
+
+ROOT = project_root()
+VENV_BIN = ROOT / ".venv" / "bin"
+ML_SMALL = (ROOT / ".." / "shared" / "data" / "ml-latest-small").resolve()
+PIPELINE_DATE = "2026-11-21"   # the run date of the suite's spark-submit pipeline (a Saturday)
+K = 100                        # recommend.k of that run
+
+
+def write_release(folder: Path, files: dict[str, str], encoding: str = "utf-8") -> Path:
+    """Writes a hand-made release: file name -> content (lines joined by \\n)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_bytes(text.encode(encoding))
+    return folder
+
+
+def copy_lake(src: Path, dest: Path) -> Path:
+    """A private copy of a shared lake, for a test that writes."""
+    shutil.copytree(src, dest)
+    return dest
+
+
+def job_env(**extra: str) -> dict[str, str]:
+    """What the Makefile exports for spark-submit, without a Spark session of this process."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PYSPARK_GATEWAY") and k not in ("SPARK_HOME", "SPARK_ENV_LOADED")}
+    python = str(Path(sys.executable))
+    env.update(SPARK_CONF_DIR=str(ROOT), SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=python,
+               PYSPARK_DRIVER_PYTHON=python, OPENBLAS_NUM_THREADS="1",
+               PATH=f"{Path(python).parent}{os.pathsep}{env.get('PATH', '')}")
+    env.update(extra)
+    return env
+
+
+def run_job(args: list[str], env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess:
+    """A job as a user runs it, from the project root; stderr merged into stdout in order
+    (spark-submit prints the Python driver's log there anyway)."""
+    return subprocess.run(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
+
+
+def tail(text: str | None, lines: int = 60) -> str:
+    return "\n".join((text or "").splitlines()[-lines:])
+
+
+def pg_database(settings: PgSettings, name: str) -> PgSettings:
+    """`settings` pointed at database `name` on the same server, created if absent."""
+    with pgs.connect(settings) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return replace(settings, database=name)

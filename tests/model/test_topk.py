@@ -1,0 +1,156 @@
+"""top_k against a brute-force reference, by hand, and against Spark's recommendForAllUsers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pyspark.ml.recommendation import ALS
+from pyspark.testing import assertDataFrameEqual
+
+from movierec.core import tables as t
+from movierec.model.topk import OUTPUT_SCHEMA, top_k
+
+K = 10
+
+
+def _factors(spark, ids, matrix, id_col):
+    rows = [(int(i), [float(x) for x in v]) for i, v in zip(ids, matrix)]
+    return spark.createDataFrame(rows, f"{id_col} int, features array<float>")
+
+
+def _brute_force(users, u, movies, v, seen: dict[int, set[int]], k, bias=None):
+    """user -> [(movie, score)] by a full sort of every unseen item: score desc, movie asc."""
+    scores = u.astype(np.float64) @ v.astype(np.float64).T
+    if bias is not None:
+        scores += bias
+    out = {}
+    for user, row in zip(users, scores):
+        unseen = [(-s, m) for m, s in zip(movies, row) if m not in seen.get(user, set())]
+        out[int(user)] = [(int(m), -s) for s, m in sorted(unseen)[:k]]
+    return out
+
+
+def _by_user(df) -> dict[int, list[tuple[int, float]]]:
+    out: dict[int, list] = {}
+    for r in sorted(df.collect(), key=lambda r: (r[t.USER_ID], r["rank"])):
+        out.setdefault(r[t.USER_ID], []).append((r[t.MOVIE_ID], r["rank"], r["score"]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    """300 users x 500 items x rank 8 with scattered ids and seen sets of every size."""
+    rng = np.random.default_rng(7)
+    users = rng.choice(np.arange(1, 100_000), 300, replace=False)
+    movies = rng.choice(np.arange(1, 200_000), 500, replace=False)  # not sorted: top_k sorts
+    seen: dict[int, set[int]] = {}
+    for i, user in enumerate(users):
+        if i == 0:
+            continue  # a user with nothing seen
+        if i == 1:
+            n = len(movies) - 3  # has seen all but 3
+        elif i % 10 == 0:
+            n = int(rng.integers(200, 480))  # heavy users
+        else:
+            n = int(rng.integers(0, 30))
+        seen[int(user)] = set(int(m) for m in rng.choice(movies, n, replace=False))
+    seen[int(users[2])].add(999_999)  # not in the catalog: ignored
+    seen[123_456_789] = {int(movies[0])}  # a user with no factors: ignored
+    bias = {int(m): float(b) for m, b in zip(movies, rng.normal(0, 0.5, len(movies)))}
+    return rng, users, movies, seen, bias
+
+
+def _seen_df(spark, seen):
+    return spark.createDataFrame([(u, m) for u, ms in seen.items() for m in sorted(ms)],
+                                 f"{t.USER_ID} int, {t.MOVIE_ID} int")
+
+
+def test_parity_with_brute_force_on_exact_ties(spark, catalog):
+    # Factors on a 0.5 grid make every score exact in float32 and float64, with many ties, so the
+    # whole result -- items, order, scores -- must match the reference exactly.
+    rng, users, movies, seen, _ = catalog
+    u = rng.integers(-2, 3, (len(users), 8)) / 2
+    v = rng.integers(-2, 3, (len(movies), 8)) / 2
+    bias_vec = rng.integers(-2, 3, len(movies)) / 4
+    bias = {int(m): float(b) for m, b in zip(movies, bias_vec)}
+    got = top_k(_factors(spark, users, u, t.USER_ID), _factors(spark, movies, v, t.MOVIE_ID),
+                _seen_df(spark, seen), K, item_bias=bias, block_size=64)
+    expected = _brute_force(users, u, movies, v, seen, K, bias_vec)
+    rows = [(u_, m, rank, float(s)) for u_, ms in expected.items() for rank, (m, s) in enumerate(ms, 1)]
+    assertDataFrameEqual(got, spark.createDataFrame(rows, OUTPUT_SCHEMA))
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_parity_with_brute_force_gaussian(spark, catalog, with_bias):
+    rng, users, movies, seen, bias = catalog
+    u = rng.normal(0, 1, (len(users), 8)).astype(np.float32)
+    v = rng.normal(0, 1, (len(movies), 8)).astype(np.float32)
+    bias_vec = np.array([bias[int(m)] for m in movies], dtype=np.float32) if with_bias else None
+    got = _by_user(top_k(_factors(spark, users, u, t.USER_ID), _factors(spark, movies, v, t.MOVIE_ID),
+                         _seen_df(spark, seen), K, item_bias=bias if with_bias else None,
+                         block_size=64))
+    expected = _brute_force(users, u, movies, v, seen, K, bias_vec)
+    assert set(got) == set(expected)
+    for user, ref in expected.items():
+        assert [m for m, _, _ in got[user]] == [m for m, _ in ref], user
+        np.testing.assert_allclose([s for _, _, s in got[user]], [s for _, s in ref], rtol=1e-5, atol=1e-5)
+
+    # Invariants, checked on the output alone.
+    catalog_ids = set(int(m) for m in movies)
+    for user, recs in got.items():
+        unseen = len(catalog_ids - seen.get(user, set()))
+        assert [r for _, r, _ in recs] == list(range(1, min(K, unseen) + 1))
+        assert not {m for m, _, _ in recs} & seen.get(user, set())
+        scores = [s for _, _, s in recs]
+        assert all(a >= b for a, b in zip(scores, scores[1:]))
+    assert len(got[int(users[1])]) == 3
+    assert len(got[int(users[0])]) == K
+
+
+def test_hand_made_with_ties(spark):
+    items = spark.createDataFrame(
+        [(10, [1.0, 0.0]), (20, [0.0, 1.0]), (30, [1.0, 0.0]), (40, [0.5, 0.5])],
+        f"{t.MOVIE_ID} int, features array<float>")
+    users = spark.createDataFrame([(1, [1.0, 0.0]), (2, [0.0, 2.0])],
+                                  f"{t.USER_ID} int, features array<float>")
+    seen = spark.createDataFrame([(2, 20), (2, 99)], f"{t.USER_ID} int, {t.MOVIE_ID} int")
+    # User 1: 10 and 30 tie at 1.0 (10 first); user 2 has seen 20 (score 2), then 40 scores 1,
+    # and 10 and 30 tie at 0 for the last place: 10 wins.
+    expected = spark.createDataFrame(
+        [(1, 10, 1, 1.0), (1, 30, 2, 1.0), (2, 40, 1, 1.0), (2, 10, 2, 0.0)], OUTPUT_SCHEMA)
+    assertDataFrameEqual(top_k(users, items, seen, 2), expected)
+    # With a bias the tie on user 1 goes to the biased item.
+    expected_bias = spark.createDataFrame([(1, 30, 1, 1.5), (1, 10, 2, 1.0)], OUTPUT_SCHEMA)
+    assertDataFrameEqual(top_k(users.where("user_id = 1"), items, None, 2, item_bias={30: 0.5}),
+                         expected_bias)
+    # k beyond the catalog returns every unseen item.
+    assert top_k(users, items, seen, 10).where("user_id = 2").count() == 3
+
+
+def test_rejects_bad_input(spark):
+    users = spark.createDataFrame([(1, [1.0])], f"{t.USER_ID} int, features array<float>")
+    items = spark.createDataFrame([(1, [1.0])], f"{t.MOVIE_ID} int, features array<float>")
+    with pytest.raises(ValueError, match="k must be"):
+        top_k(users, items, None, 0)
+    with pytest.raises(ValueError, match="lacks columns"):
+        top_k(users.withColumnRenamed(t.USER_ID, "id"), items, None, 1)
+
+
+def test_agrees_with_spark_recommend_for_all_users(spark):
+    rng = np.random.default_rng(3)
+    rows = [(int(u), int(m), float(rng.integers(1, 6)))
+            for u in range(60) for m in rng.choice(40, 15, replace=False)]
+    ratings = spark.createDataFrame(rows, f"{t.USER_ID} int, {t.MOVIE_ID} int, rating float")
+    model = ALS(rank=4, maxIter=3, regParam=0.1, seed=1, numUserBlocks=2, numItemBlocks=2,
+                userCol=t.USER_ID, itemCol=t.MOVIE_ID, ratingCol="rating").fit(ratings)
+    theirs = {r[t.USER_ID]: [(x[t.MOVIE_ID], x["rating"]) for x in r["recommendations"]]
+              for r in model.recommendForAllUsers(K).collect()}
+    ours = _by_user(top_k(model.userFactors.withColumnRenamed("id", t.USER_ID),
+                          model.itemFactors.withColumnRenamed("id", t.MOVIE_ID), None, K))
+    assert set(ours) == set(theirs)
+    for user, recs in ours.items():
+        their = sorted(theirs[user], key=lambda x: -x[1])
+        np.testing.assert_allclose([s for _, _, s in recs], [s for _, s in their], atol=1e-4)
+        # Items may differ only among scores tied with the k-th (within tolerance).
+        kth = recs[-1][2]
+        assert ({m for m, _, s in recs if s > kth + 1e-4} == {m for m, s in their if s > kth + 1e-4}), user

@@ -1,0 +1,42 @@
+"""The shape of lib/: stages depend downwards only, nothing imports in a circle, and the
+runtime package leaves the development tools alone. `lint-imports` checks the contracts in
+pyproject.toml; the cycle check walks every import grimp finds, function-level ones included."""
+
+from __future__ import annotations
+
+import graphlib
+import subprocess
+import sys
+from pathlib import Path
+
+import grimp
+import pytest
+
+from tests.helpers import ROOT
+
+PACKAGES = ("movierec", "movierec_embedded")
+
+
+def test_the_import_contracts_hold():
+    lint = Path(sys.executable).parent / "lint-imports"
+    done = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Contracts: 3 kept, 0 broken." in done.stdout
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_module_imports_itself_in_a_circle(package):
+    graph = grimp.build_graph(package)
+    modules = set(graph.modules)
+    edges = {m: graph.find_modules_directly_imported_by(m) & modules for m in modules}
+    try:
+        order = list(graphlib.TopologicalSorter(edges).static_order())
+    except graphlib.CycleError as e:
+        pytest.fail(f"import cycle: {' -> '.join(e.args[1])}")
+    assert len(order) == len(modules) > 1
+
+
+def test_every_stage_package_says_what_it_owns():
+    for package in ("core", "data", "model", "serve"):
+        doc = (ROOT / "lib" / "movierec" / package / "__init__.py").read_text()
+        assert doc.startswith('"""') and len(doc.splitlines()) >= 3, package
