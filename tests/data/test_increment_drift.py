@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 
 from movierec.core import delta_io, tables as t
 from movierec.data import drift, increment
+from tests.helpers import copy_lake
 
 START = datetime(2020, 1, 1, tzinfo=timezone.utc)
 
@@ -18,9 +19,10 @@ def _ts(day: float) -> datetime:
     return START + timedelta(days=day)
 
 
-@pytest.fixture
-def replay_lake(spark, lake):
+@pytest.fixture(scope="module")
+def replay_source(spark, tmp_path_factory):
     """Train: users 1-3 over 10 weeks; buffer: 3 weekly batches, week 2 with a new user 9."""
+    lake = tmp_path_factory.mktemp("replay") / "lake"
     train = [(u, m, float(1 + (u + m) % 5), _ts(d)) for d in range(0, 70, 2) for u in (1, 2, 3)
              for m in (d % 7 + 1,)]
     buffer = [(1, 20, 4.0, _ts(71), 1), (2, 21, 3.0, _ts(72), 1),
@@ -28,7 +30,14 @@ def replay_lake(spark, lake):
               (3, 23, 2.0, _ts(85), 3)]
     delta_io.overwrite(spark.createDataFrame(train, t.SCHEMAS[t.RATINGS]), lake, t.RATINGS_TRAIN)
     delta_io.overwrite(spark.createDataFrame(buffer, t.SCHEMAS[t.RATINGS_BUFFER]), lake, t.RATINGS_BUFFER)
-    return len(train)
+    return lake, len(train)
+
+
+@pytest.fixture
+def replay_lake(replay_source, lake):
+    """A copy of the replay lake at the test's `lake`; returns the train row count."""
+    copy_lake(replay_source[0], lake)
+    return replay_source[1]
 
 
 def test_each_run_date_takes_the_next_week_once(spark, make_cfg, lake, replay_lake):

@@ -9,9 +9,10 @@ from deltalake import DeltaTable as RustDeltaTable
 from pyspark.sql import functions as F
 
 from movierec.core import delta_io, tables as t
+from movierec.core.config import load_config
 from movierec.data import ingest
 from movierec.data.layouts import SourceError
-from tests.helpers import write_release
+from tests.helpers import copy_lake, write_release
 
 MOVIES = "\n".join([
     "movieId,title,genres",
@@ -51,18 +52,26 @@ LINKS = "\n".join([
 ])
 
 
-@pytest.fixture
-def bad_release(tmp_path):
-    return write_release(tmp_path / "ml-handmade", {
+@pytest.fixture(scope="module")
+def bad_release(tmp_path_factory):
+    return write_release(tmp_path_factory.mktemp("release") / "ml-handmade", {
         "movies.csv": MOVIES, "ratings.csv": RATINGS, "tags.csv": TAGS, "links.csv": LINKS})
+
+
+@pytest.fixture(scope="module")
+def handmade(spark, bad_release, tmp_path_factory):
+    """The hand-made release ingested once: (lake, result). Copy the lake to write to it."""
+    lake = tmp_path_factory.mktemp("handmade") / "lake"
+    cfg = load_config("test", [f"lake={lake}", f"ingest.source={bad_release}"])
+    return lake, ingest.run(spark, cfg)
 
 
 def _rejects(spark, lake):
     return {(r.source_file, r.line_number): r.rule for r in delta_io.read(spark, lake, t.REJECTS).collect()}
 
 
-def test_every_rule_quarantines_the_right_line(spark, make_cfg, lake, bad_release):
-    result = ingest.run(spark, make_cfg(ingest__source=bad_release))
+def test_every_rule_quarantines_the_right_line(spark, handmade):
+    lake, result = handmade
     rejects = _rejects(spark, lake)
     assert rejects == {
         ("movies.csv", 5): "unparseable:movie_id",
@@ -109,9 +118,9 @@ def test_every_rule_quarantines_the_right_line(spark, make_cfg, lake, bad_releas
     assert run.layout == "csv" and run.checksum == result.checksum
 
 
-def test_reingesting_the_same_source_changes_no_table(spark, make_cfg, lake, bad_release):
+def test_reingesting_the_same_source_changes_no_table(spark, make_cfg, lake, bad_release, handmade):
+    copy_lake(handmade[0], lake)
     cfg = make_cfg(ingest__source=bad_release)
-    ingest.run(spark, cfg)
     names = t.INGESTED_TABLES + (t.REJECTS, t.INGESTION_RUNS)
     before = {n: delta_io.version(spark, lake, n) for n in names}
     again = ingest.run(spark, cfg)
@@ -130,9 +139,9 @@ def test_reingesting_the_same_source_changes_no_table(spark, make_cfg, lake, bad
     ("layout", "unknown MovieLens layout"),
     ("not_zip", "not a zip file"),
 ])
-def test_bad_sources_fail_fast_and_leave_the_lake_alone(spark, make_cfg, lake, bad_release,
+def test_bad_sources_fail_fast_and_leave_the_lake_alone(spark, make_cfg, lake, handmade,
                                                         tmp_path, breakage, message):
-    ingest.run(spark, make_cfg(ingest__source=bad_release))
+    copy_lake(handmade[0], lake)
     before = {n: delta_io.version(spark, lake, n) for n in (t.RATINGS, t.INGESTION_RUNS)}
     broken = tmp_path / "broken"
     if breakage == "missing":

@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, TEST_JVM_OPTS
 
 AIRFLOW_BIN = ROOT / ".venv-airflow" / "bin"
 DAG_ID = "movierec_nightly"
@@ -21,7 +21,8 @@ def airflow_env(airflow_home, **extra: str) -> dict[str, str]:
            if not k.startswith(("AIRFLOW", "MOVIEREC_", "MLFLOW_", "PYSPARK_", "SPARK_"))
            or k == "MOVIEREC_HOME"}
     env.update(AIRFLOW_HOME=str(airflow_home), AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
-               AIRFLOW__CORE__LOAD_EXAMPLES="False", AIRFLOW_CONN_SPARK_MOVIEREC=SPARK_CONN)
+               AIRFLOW__CORE__LOAD_EXAMPLES="False", AIRFLOW_CONN_SPARK_MOVIEREC=SPARK_CONN,
+               **TEST_JVM_OPTS)
     env.update(extra)
     return env
 

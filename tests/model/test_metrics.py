@@ -202,3 +202,27 @@ def test_rating_metrics_custom_columns(spark):
     # errors 2 and 0: rmse = sqrt(4 / 2), mae = 2 / 2
     assert result == {"rmse": pytest.approx(math.sqrt(2), abs=1e-9),
                       "mae": pytest.approx(1.0, abs=1e-9), "n": 2}
+
+
+def test_ranking_metrics_equal_sparks_ranking_evaluator(spark):
+    """The one-pass formulas give what pyspark.ml.evaluation.RankingEvaluator gives."""
+    from pyspark.ml.evaluation import RankingEvaluator
+    from pyspark.sql import functions as F
+
+    recs, truth, k = random_case(seed=5)
+    recs_df = spark.createDataFrame(recs, RECS_SCHEMA)
+    truth_df = spark.createDataFrame(truth, TRUTH_SCHEMA)
+    ours = ranking_metrics(recs_df, truth_df, k)
+    label = (truth_df.where("rating >= 4.0").groupBy("user_id")
+             .agg(F.collect_set(F.col("movie_id").cast("double")).alias("label")))
+    prediction = (recs_df.where(f"rank <= {k}").groupBy("user_id")
+                  .agg(F.array_sort(F.collect_list(F.struct("rank", "movie_id"))).alias("r"))
+                  .select("user_id", F.transform("r", lambda r: r["movie_id"].cast("double"))
+                          .alias("prediction")))
+    pairs = label.join(prediction, "user_id", "left").select(
+        F.coalesce("prediction", F.array().cast("array<double>")).alias("prediction"), "label")
+    evaluator = RankingEvaluator(k=k)
+    for ours_name, spark_name in (("precision", "precisionAtK"), ("recall", "recallAtK"),
+                                  ("ndcg", "ndcgAtK"), ("map", "meanAveragePrecisionAtK")):
+        theirs = evaluator.evaluate(pairs, {evaluator.metricName: spark_name})
+        assert ours[ours_name] == pytest.approx(theirs, abs=1e-12), ours_name

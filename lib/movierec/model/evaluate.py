@@ -1,6 +1,6 @@
 """Every fitted model on the test split: rating metrics on the warm (user, movie) pairs for the
-models that rate, ranking metrics at K over all, warm and cold test users for those that rank.
-Every list excludes what the user rated in train."""
+models that rate, ranking metrics at K over all, warm (train knows them) and cold test users for
+those that rank. Every list excludes what the user rated in train."""
 
 from __future__ import annotations
 
@@ -19,14 +19,6 @@ COLUMNS = ["model", "metric", "population", "value"]
 RATING_POPULATION = "warm_pairs"
 
 
-def populations(test: DataFrame, train: DataFrame) -> dict[str, DataFrame]:
-    """Test ratings of all test users, of those train knows (warm) and of new ones (cold)."""
-    train_users = train.select(t.USER_ID).distinct()
-    return {"all": test,
-            "warm": test.join(train_users, t.USER_ID, "inner"),
-            "cold": test.join(train_users, t.USER_ID, "left_anti")}
-
-
 def evaluate(models: Mapping[str, Model], fitted: Mapping[str, Fitted], train: DataFrame,
              test: DataFrame, *, k: int, threshold: float, n_catalog: int) -> pd.DataFrame:
     """Test metrics: one row per (model, metric, population)."""
@@ -37,17 +29,15 @@ def evaluate(models: Mapping[str, Model], fitted: Mapping[str, Fitted], train: D
             for metric, value in metrics.rating_metrics(fitted[name].predict(warm)).items():
                 rows.append((name, metric, RATING_POPULATION, float(value)))
     users, seen = test.select(t.USER_ID).distinct(), seen_pairs(train)
-    truth = populations(test, train)
     for name, model in models.items():
         if not model.ranks:
             continue
-        # scored against 3 populations: computed once, not once per population
-        recs = fitted[name].recommend(users, k, seen).persist(StorageLevel.MEMORY_AND_DISK)
-        for population, pop_truth in truth.items():
-            result = metrics.ranking_metrics(recs, pop_truth, k, relevant_threshold=threshold,
-                                             n_catalog=n_catalog)
-            rows.extend((name, metric, population, float(value)) for metric, value in result.items())
-        recs.unpersist()
+        # all, warm (train knows the user) and cold test users, in one pass over the lists
+        by_population = metrics.ranking_metrics_by_population(
+            fitted[name].recommend(users, k, seen), test, k, known_users=train,
+            relevant_threshold=threshold, n_catalog=n_catalog)
+        rows.extend((name, metric, population, float(value))
+                    for population, result in by_population.items() for metric, value in result.items())
     warm.unpersist()
     return pd.DataFrame(rows, columns=COLUMNS)
 
