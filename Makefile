@@ -14,7 +14,7 @@ export PATH := $(VENV)/bin:$(PATH)
 # Spark runs one task per core; a multi-threaded native BLAS under each task only oversubscribes.
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: setup run test bench-setup bench bench-als bench-ingest clean-lake
+.PHONY: setup run test bench-setup bench bench-als bench-ingest bench-smoke clean-lake
 
 setup: $(VENV)/.installed .jars/.installed
 
@@ -59,6 +59,10 @@ bench-als: bench-setup
 
 bench-ingest: setup
 	$(PY) bench/ingest_split.py $(ARGS)
+
+# The benchmark scripts at a tiny scale, end to end (about 4 minutes): not part of `make test`.
+bench-smoke: bench-setup
+	$(PY) -m pytest -m bench -n 0 tests/e2e/test_bench_smoke.py $(PYTEST_ARGS)
 
 clean-lake:
 	rm -rf lake

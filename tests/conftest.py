@@ -21,6 +21,24 @@ time.tzset()
 
 pytest_plugins = ["tests.pg_fixture"]   # a real PostgreSQL server: pg_settings, pg_env
 
+# The expensive session fixtures, each built on one xdist worker only: every module that uses
+# one (directly or through its own fixtures) runs on the worker that built it.
+SHARED = ("pipeline_run", "ingested")
+
+
+@pytest.hookimpl(tryfirst=True)   # before xdist reads the xdist_group marks (--dist loadgroup)
+def pytest_collection_modifyitems(items):
+    """One xdist group per module (its module fixtures are built once), merged into the group of
+    the first shared fixture any of its tests uses."""
+    by_module: dict[str, list] = {}
+    for item in items:
+        by_module.setdefault(item.module.__name__, []).append(item)
+    for module, module_items in by_module.items():
+        used = {name for item in module_items for name in item.fixturenames}
+        group = next((name for name in SHARED if name in used), module)
+        for item in module_items:
+            item.add_marker(pytest.mark.xdist_group(group))
+
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
@@ -82,7 +100,8 @@ def ingested(spark, ml_small, tmp_path_factory) -> Ingested:
 @dataclass
 class PipelineRun:
     """`spark-submit jobs/pipeline.py` on ml-latest-small: ingested, split, trained (the test
-    profile's grids), gated and published to Delta and to PostgreSQL database `pg.database`."""
+    profile's grids, one CV fold), gated and published to Delta and to PostgreSQL database
+    `pg.database`."""
     cfg: Config
     output: str
     pg: PgSettings
@@ -95,7 +114,8 @@ class PipelineRun:
 @pytest.fixture(scope="session")
 def pipeline_run(ml_small, pg_settings, tmp_path_factory) -> PipelineRun:
     root = tmp_path_factory.mktemp("pipeline")
-    sets = [f"lake={root / 'lake'}", f"raw_dir={ml_small}",
+    # one CV fold over the test profile's small grids: the full search is the benchmark's business
+    sets = [f"lake={root / 'lake'}", f"raw_dir={ml_small}", "train.cv.folds=1",
             f"mlflow.tracking_uri=sqlite:///{root}/mlflow.db",
             f"mlflow.artifact_root={root / 'artifacts'}"]
     pg = pg_database(pg_settings, "pipeline")

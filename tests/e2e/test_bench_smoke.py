@@ -1,7 +1,10 @@
 """The benchmark scripts still run: bench/pipeline.py and bench/als_vs_implicit.py at a tiny scale.
 
 Each runs in a subprocess, as someone would run it, with its own Spark session; the numbers are
-not checked, only that every stage ran and printed a positive time and row count.
+not checked, only that every stage ran and printed a positive time and row count. Not in
+`make test` (marker `bench`): the pipeline benchmark re-runs the whole pipeline and nightly
+paths the suite already runs (about 3.5 minutes); `make bench-smoke` runs these, and
+test_bench_harness.py keeps the harness itself in the suite.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import pytest
 
 from movierec.serve import pg_settings as pgs
 from tests.helpers import ROOT, pg_database
+
+pytestmark = pytest.mark.bench
 
 FULL_STAGES = ("ingest", "split", "train: cross-validation", "train: final fit", "train: evaluation on test",
                "train: read + persist train", "recommend: top-100 for all users", "recommend: load champion",
