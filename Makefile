@@ -62,7 +62,7 @@ bench-ingest: setup
 
 # The benchmark scripts at a tiny scale, end to end (about 4 minutes): not part of `make test`.
 bench-smoke: bench-setup
-	$(PY) -m pytest -m bench -n 0 tests/e2e/test_bench_smoke.py $(PYTEST_ARGS)
+	$(PY) -m pytest -m bench tests/e2e/test_bench_smoke.py $(PYTEST_ARGS)
 
 clean-lake:
 	rm -rf lake

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from movierec.core.config import Config, load_config
-from movierec.serve.pg_settings import PgSettings, env_for
-from tests.helpers import ML_SMALL, PIPELINE_DATE, job_env, pg_database, run_job, tail
+from tests.background import Background, PipelineRun
+from tests.helpers import ML_SMALL
 
 # Spark hands timestamps to Python in the process time zone; the lake is UTC.
 os.environ["TZ"] = "UTC"
@@ -21,23 +21,35 @@ time.tzset()
 
 pytest_plugins = ["tests.pg_fixture"]   # a real PostgreSQL server: pg_settings, pg_env
 
-# The expensive session fixtures, each built on one xdist worker only: every module that uses
-# one (directly or through its own fixtures) runs on the worker that built it.
-SHARED = ("pipeline_run", "ingested")
+BACKGROUND = ("pipeline_run", "nightly")   # fixtures backed by tests/background.py
 
 
-@pytest.hookimpl(tryfirst=True)   # before xdist reads the xdist_group marks (--dist loadgroup)
+def _uses(items, names) -> set[str]:
+    return {name for item in items for name in item.fixturenames if name in names}
+
+
 def pytest_collection_modifyitems(items):
-    """One xdist group per module (its module fixtures are built once), merged into the group of
-    the first shared fixture any of its tests uses."""
+    """Modules that wait for the background runs go last (pipeline users, then nightly users),
+    so the in-process tests run while those runs work; each module stays in one piece."""
     by_module: dict[str, list] = {}
     for item in items:
         by_module.setdefault(item.module.__name__, []).append(item)
-    for module, module_items in by_module.items():
-        used = {name for item in module_items for name in item.fixturenames}
-        group = next((name for name in SHARED if name in used), module)
-        for item in module_items:
-            item.add_marker(pytest.mark.xdist_group(group))
+    rank = {module: (bool(_uses(its, {"nightly"})), bool(_uses(its, BACKGROUND)))
+            for module, its in by_module.items()}
+    items.sort(key=lambda item: rank[item.module.__name__])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def background(request, tmp_path_factory):
+    """Starts the pipeline run (and the nightly DAG run after it) at session start when a
+    collected test needs it, and ml-latest-small is there."""
+    chain = Background()
+    needed = _uses(request.session.items, BACKGROUND)
+    if needed and (ML_SMALL / "ratings.csv").is_file():
+        chain.start(ML_SMALL, request.getfixturevalue("pg_settings"), tmp_path_factory,
+                    nightly="nightly" in needed)
+    yield chain
+    chain.shutdown()
 
 
 @pytest.fixture(scope="session")
@@ -97,32 +109,6 @@ def ingested(spark, ml_small, tmp_path_factory) -> Ingested:
     return Ingested(cfg, ingest.run(spark, cfg), split.run(spark, cfg))
 
 
-@dataclass
-class PipelineRun:
-    """`spark-submit jobs/pipeline.py` on ml-latest-small: ingested, split, trained (the test
-    profile's grids, one CV fold), gated and published to Delta and to PostgreSQL database
-    `pg.database`."""
-    cfg: Config
-    output: str
-    pg: PgSettings
-
-    @property
-    def lake(self) -> Path:
-        return self.cfg.path("lake")
-
-
 @pytest.fixture(scope="session")
-def pipeline_run(ml_small, pg_settings, tmp_path_factory) -> PipelineRun:
-    root = tmp_path_factory.mktemp("pipeline")
-    # one CV fold over the test profile's small grids: the full search is the benchmark's business
-    sets = [f"lake={root / 'lake'}", f"raw_dir={ml_small}", "train.cv.folds=1",
-            f"mlflow.tracking_uri=sqlite:///{root}/mlflow.db",
-            f"mlflow.artifact_root={root / 'artifacts'}"]
-    pg = pg_database(pg_settings, "pipeline")
-    cmd = ["spark-submit", "jobs/pipeline.py", "--profile", "test", "--run-date", PIPELINE_DATE]
-    for s in sets:
-        cmd += ["--set", s]
-    done = run_job(cmd, job_env(**env_for(pg)), timeout=900)
-    if done.returncode != 0:
-        pytest.fail(f"`{' '.join(cmd)}` exited {done.returncode}:\n{tail(done.stdout, 80)}")
-    return PipelineRun(load_config("test", sets), done.stdout, pg)
+def pipeline_run(ml_small, background) -> PipelineRun:
+    return background.pipeline()

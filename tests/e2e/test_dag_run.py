@@ -1,11 +1,11 @@
 """The nightly DAG for real: one `airflow dags test` on a copy of the pipeline's trained
-ml-latest-small lake, then every job rerun in this process for the same date (nothing may
-change), then `airflow tasks test` of recommend with PostgreSQL down."""
+ml-latest-small lake (run in the background, tests/background.py), then every job rerun in this
+process for the same date (nothing may change), then `airflow tasks test` of recommend with
+PostgreSQL down."""
 
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 
 import pytest
@@ -16,10 +16,11 @@ from movierec.core import delta_io, tables as t
 from movierec.data import drift, increment
 from movierec.model import train
 from movierec.serve import pg_settings as pgs, recommend, smoke
-from tests.e2e.airflow_cli import DAG_ID, airflow_env, output, run_airflow, run_dags_test
-from tests.helpers import ROOT, copy_lake, pg_database
+from tests.background import NIGHTLY_DATE
+from tests.e2e.airflow_cli import DAG_ID, airflow_env, output, run_airflow
+from tests.helpers import ROOT
 
-DAY = "2026-11-23"   # a Monday: the nightly refit, no CV
+DAY = NIGHTLY_DATE   # a Monday: the nightly refit, no CV
 JOBS = ("ingest_increment", "detect_drift", "train_als", "recommend", "smoke_check")
 
 
@@ -46,21 +47,17 @@ def snapshot(spark, lake, uri: str, pg) -> dict:
 
 
 @pytest.fixture(scope="module")
-def nightly(spark, pipeline_run, airflow_home, pg_settings, tmp_path_factory):
-    root = tmp_path_factory.mktemp("nightly")
-    lake = copy_lake(pipeline_run.lake, root / "lake")
-    shutil.copy(pipeline_run.cfg.mlflow.tracking_uri.removeprefix("sqlite:///"), root / "mlflow.db")
-    uri = f"sqlite:///{root}/mlflow.db"
-    pg = pg_database(pg_settings, "nightly")
-    env = {"MOVIEREC_LAKE": str(lake), "MOVIEREC_PROFILE": "test", "MLFLOW_TRACKING_URI": uri,
-           **pgs.env_for(pg)}
-    before = delta_io.read(spark, lake, t.RATINGS_TRAIN).count()
-    week1 = delta_io.read(spark, lake, t.RATINGS_BUFFER).where(F.col(t.BATCH_WEEK) == 1).count()
-    run = run_dags_test(airflow_home, DAY, env)
-    assert run.returncode == 0, output(run)[-5000:]
-    cfg = pipeline_run.cfg.with_overrides({"lake": str(lake), "mlflow.tracking_uri": uri})
-    return dict(root=root, lake=lake, env=env, uri=uri, pg=pg, cfg=cfg, before=before, week1=week1,
-                run=run, after=snapshot(spark, lake, uri, pg))
+def nightly(spark, pipeline_run, background):
+    """The background `airflow dags test` (tests/background.py), and the tables around it."""
+    run = background.nightly()
+    assert run.run.returncode == 0, output(run.run)[-5000:]
+    source = pipeline_run.lake   # what the DAG's copy held before it ran
+    before = delta_io.read(spark, source, t.RATINGS_TRAIN).count()
+    week1 = delta_io.read(spark, source, t.RATINGS_BUFFER).where(F.col(t.BATCH_WEEK) == 1).count()
+    uri = run.cfg.mlflow.tracking_uri
+    return dict(lake=run.lake, env=run.env, uri=uri, pg=run.pg, cfg=run.cfg, before=before,
+                week1=week1, run=run.run, airflow_home=run.airflow_home,
+                after=snapshot(spark, run.lake, uri, run.pg))
 
 
 def test_one_nightly_run_grows_train_checks_drift_trains_and_publishes(nightly):
@@ -94,7 +91,7 @@ def test_every_job_rerun_for_the_same_date_changes_no_table(spark, nightly, monk
     assert {k: v for k, v in after.items() if k != "runs"} == {k: v for k, v in before.items() if k != "runs"}
 
 
-def test_recommend_with_postgres_down_fails_under_spark_submit_and_keeps_the_table(nightly, airflow_home):
+def test_recommend_with_postgres_down_fails_under_spark_submit_and_keeps_the_table(nightly):
     """`airflow tasks test` of one task: spark-submit starts the job with the rendered
     arguments, the job fails on the closed port before any Spark work, PostgreSQL keeps its run,
     and the password shows nowhere. (`airflow tasks test` exits 0 whatever the task does, in
@@ -103,7 +100,7 @@ def test_recommend_with_postgres_down_fails_under_spark_submit_and_keeps_the_tab
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
     pg = nightly["pg"]
-    env = airflow_env(airflow_home, **{**nightly["env"], pgs.ENV_PORT: str(closed),
+    env = airflow_env(nightly["airflow_home"], **{**nightly["env"], pgs.ENV_PORT: str(closed),
                                        "AIRFLOW_VAR_MOVIEREC_LAKE": str(nightly["lake"]),
                                        "AIRFLOW_VAR_MOVIEREC_PROFILE": "test"})
     proc = run_airflow(["tasks", "test", DAG_ID, "recommend", "2026-11-24"], env, timeout=300)
