@@ -1,17 +1,19 @@
-"""The suite's two slow subprocess runs, started in the background as soon as the session knows
-a test needs them, so they overlap with the in-process tests instead of adding to them:
+"""The suite's slow subprocess runs, started in the background as soon as the session knows a
+test needs them, so they overlap with the in-process tests instead of adding to them:
 
-1. the README's main job, `spark-submit jobs/pipeline.py` on ml-latest-small (the suite's
-   trained and published lake);
-2. then one `airflow dags test` of the nightly DAG on a copy of that lake.
+- one thread: the README's main job, `spark-submit jobs/pipeline.py` on ml-latest-small (the
+  suite's trained and published lake); then one `airflow dags test` of the nightly DAG on a copy
+  of that lake; then `airflow tasks test` of its recommend task with PostgreSQL's port closed;
+- another: a 2-worker standalone cluster and the jobs submitted to it.
 
-The fixtures that hand them to tests (conftest.pipeline_run, test_dag_run.nightly) wait for
-them; conftest orders the modules that use them last. One worker thread runs both, in order.
+The fixtures that hand them to tests (conftest.pipeline_run, test_dag_run.nightly,
+test_cluster.cluster_run) wait for them; conftest orders the modules that use them last.
 """
 
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,10 +22,11 @@ from pathlib import Path
 import pytest
 
 from movierec.core.config import Config, load_config
-from movierec.serve.pg_settings import PgSettings, env_for
+from movierec.serve.pg_settings import ENV_PORT, PgSettings, env_for
 from tests.helpers import PIPELINE_DATE, copy_lake, job_env, pg_database, run_job, tail
 
 NIGHTLY_DATE = "2026-11-23"   # a Monday: the nightly refit, no CV
+PG_DOWN_DATE = "2026-11-24"
 
 
 @dataclass
@@ -43,12 +46,15 @@ class PipelineRun:
 @dataclass
 class NightlyRun:
     """`airflow dags test movierec_nightly NIGHTLY_DATE` on a copy of the pipeline's lake and
-    MLflow store, publishing to PostgreSQL database `pg.database`."""
+    MLflow store, publishing to PostgreSQL database `pg.database`; then `airflow tasks test` of
+    recommend for PG_DOWN_DATE with the PostgreSQL port `closed_port`."""
     cfg: Config
     env: dict[str, str]   # what the DAG's tasks were given (lake, profile, MLflow, PostgreSQL)
     pg: PgSettings
     airflow_home: Path
     run: subprocess.CompletedProcess = field(repr=False)
+    pg_down: subprocess.CompletedProcess | None = field(default=None, repr=False)
+    closed_port: int = 0
 
     @property
     def lake(self) -> Path:
@@ -66,7 +72,7 @@ def run_pipeline(sets: list[str], pg: PgSettings) -> PipelineRun:
 
 
 def run_nightly(pipeline: PipelineRun, root: Path, pg: PgSettings) -> NightlyRun:
-    from tests.e2e.airflow_cli import airflow_env, output, run_airflow, run_dags_test
+    from tests.e2e.airflow_cli import DAG_ID, airflow_env, output, run_airflow, run_dags_test
 
     home = root / "airflow_home"
     home.mkdir()
@@ -80,25 +86,43 @@ def run_nightly(pipeline: PipelineRun, root: Path, pg: PgSettings) -> NightlyRun
            **env_for(pg)}
     run = run_dags_test(home, NIGHTLY_DATE, env)
     cfg = pipeline.cfg.with_overrides({"lake": str(lake), "mlflow.tracking_uri": uri})
-    return NightlyRun(cfg, env, pg, home, run)
+    nightly = NightlyRun(cfg, env, pg, home, run)
+    if run.returncode == 0:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            nightly.closed_port = s.getsockname()[1]
+        down = airflow_env(home, **{**env, ENV_PORT: str(nightly.closed_port),
+                                    "AIRFLOW_VAR_MOVIEREC_LAKE": str(lake),
+                                    "AIRFLOW_VAR_MOVIEREC_PROFILE": "test"})
+        nightly.pg_down = run_airflow(["tasks", "test", DAG_ID, "recommend", PG_DOWN_DATE], down,
+                                      timeout=300)
+    return nightly
 
 
 class Background:
     def __init__(self):
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="suite-background")
+        self._chain = ThreadPoolExecutor(max_workers=1, thread_name_prefix="suite-pipeline")
+        self._side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="suite-cluster")
         self._pipeline: Future[PipelineRun] | None = None
         self._nightly: Future[NightlyRun] | None = None
+        self._cluster: Future | None = None
 
-    def start(self, ml_small: Path, pg_settings: PgSettings, tmp_factory, nightly: bool) -> None:
+    def start(self, ml_small: Path, pg_settings: PgSettings, tmp_factory, needed: set[str]) -> None:
+        if "cluster_run" in needed:
+            from tests.e2e.cluster_jobs import run_on_cluster
+
+            self._cluster = self._side.submit(run_on_cluster, tmp_factory.mktemp("cluster"), ml_small)
+        if not needed & {"pipeline_run", "nightly"}:
+            return
         pipeline_root, nightly_root = tmp_factory.mktemp("pipeline"), tmp_factory.mktemp("nightly")
         pipeline_pg, nightly_pg = (pg_database(pg_settings, name) for name in ("pipeline", "nightly"))
         # one CV fold over the test profile's small grids: the full search is the benchmark's
         sets = [f"lake={pipeline_root / 'lake'}", f"raw_dir={ml_small}", "train.cv.folds=1",
                 f"mlflow.tracking_uri=sqlite:///{pipeline_root}/mlflow.db",
                 f"mlflow.artifact_root={pipeline_root / 'artifacts'}"]
-        self._pipeline = self._pool.submit(run_pipeline, sets, pipeline_pg)
-        if nightly:
-            self._nightly = self._pool.submit(
+        self._pipeline = self._chain.submit(run_pipeline, sets, pipeline_pg)
+        if "nightly" in needed:
+            self._nightly = self._chain.submit(
                 lambda: run_nightly(self._pipeline.result(), nightly_root, nightly_pg))
 
     def pipeline(self) -> PipelineRun:
@@ -106,6 +130,9 @@ class Background:
 
     def nightly(self) -> NightlyRun:
         return self._wait(self._nightly, "the nightly DAG run")
+
+    def cluster(self):
+        return self._wait(self._cluster, "the standalone cluster run")
 
     @staticmethod
     def _wait(future: Future | None, what: str):
@@ -117,4 +144,7 @@ class Background:
             pytest.fail(f"{what} failed: {e}")
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        for pool in (self._chain, self._side):
+            pool.shutdown(wait=True, cancel_futures=True)
+        if self._cluster is not None and self._cluster.done() and not self._cluster.exception():
+            self._cluster.result().cluster.stop()   # also when its tests did not run

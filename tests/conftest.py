@@ -21,7 +21,7 @@ time.tzset()
 
 pytest_plugins = ["tests.pg_fixture"]   # a real PostgreSQL server: pg_settings, pg_env
 
-BACKGROUND = ("pipeline_run", "nightly")   # fixtures backed by tests/background.py
+BACKGROUND = ("pipeline_run", "nightly", "cluster_run")   # fixtures backed by tests/background.py
 
 
 def _uses(items, names) -> set[str]:
@@ -29,8 +29,8 @@ def _uses(items, names) -> set[str]:
 
 
 def pytest_collection_modifyitems(items):
-    """Modules that wait for the background runs go last (pipeline users, then nightly users),
-    so the in-process tests run while those runs work; each module stays in one piece."""
+    """Modules that wait for the background runs go last (nightly users last of all), so the
+    in-process tests run while those runs work; each module stays in one piece."""
     by_module: dict[str, list] = {}
     for item in items:
         by_module.setdefault(item.module.__name__, []).append(item)
@@ -41,13 +41,12 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session", autouse=True)
 def background(request, tmp_path_factory):
-    """Starts the pipeline run (and the nightly DAG run after it) at session start when a
-    collected test needs it, and ml-latest-small is there."""
+    """Starts the background runs (tests/background.py) at session start, those a collected
+    test needs, when ml-latest-small is there."""
     chain = Background()
     needed = _uses(request.session.items, BACKGROUND)
     if needed and (ML_SMALL / "ratings.csv").is_file():
-        chain.start(ML_SMALL, request.getfixturevalue("pg_settings"), tmp_path_factory,
-                    nightly="nightly" in needed)
+        chain.start(ML_SMALL, request.getfixturevalue("pg_settings"), tmp_path_factory, needed)
     yield chain
     chain.shutdown()
 

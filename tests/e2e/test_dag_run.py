@@ -6,7 +6,6 @@ PostgreSQL down."""
 from __future__ import annotations
 
 import re
-import socket
 
 import pytest
 from mlflow import MlflowClient
@@ -16,8 +15,8 @@ from movierec.core import delta_io, tables as t
 from movierec.data import drift, increment
 from movierec.model import train
 from movierec.serve import pg_settings as pgs, recommend, smoke
-from tests.background import NIGHTLY_DATE
-from tests.e2e.airflow_cli import DAG_ID, airflow_env, output, run_airflow
+from tests.background import NIGHTLY_DATE, PG_DOWN_DATE
+from tests.e2e.airflow_cli import output
 from tests.helpers import ROOT
 
 DAY = NIGHTLY_DATE   # a Monday: the nightly refit, no CV
@@ -27,7 +26,7 @@ JOBS = ("ingest_increment", "detect_drift", "train_als", "recommend", "smoke_che
 def snapshot(spark, lake, uri: str, pg) -> dict:
     with pgs.connect(pg) as conn:
         served = conn.execute("SELECT count(*), min(run_date), max(run_date) FROM recommendations").fetchone()
-    client = MlflowClient(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)   # not the process-wide registry
     recs = delta_io.read(spark, lake, t.RECOMMENDATIONS).where(F.col(t.RUN_DATE) == DAY)
     return {
         "train": delta_io.read(spark, lake, t.RATINGS_TRAIN).count(),
@@ -56,7 +55,7 @@ def nightly(spark, pipeline_run, background):
     week1 = delta_io.read(spark, source, t.RATINGS_BUFFER).where(F.col(t.BATCH_WEEK) == 1).count()
     uri = run.cfg.mlflow.tracking_uri
     return dict(lake=run.lake, env=run.env, uri=uri, pg=run.pg, cfg=run.cfg, before=before,
-                week1=week1, run=run.run, airflow_home=run.airflow_home,
+                week1=week1, run=run.run, pg_down=run.pg_down, closed_port=run.closed_port,
                 after=snapshot(spark, run.lake, uri, run.pg))
 
 
@@ -92,25 +91,17 @@ def test_every_job_rerun_for_the_same_date_changes_no_table(spark, nightly, monk
 
 
 def test_recommend_with_postgres_down_fails_under_spark_submit_and_keeps_the_table(nightly):
-    """`airflow tasks test` of one task: spark-submit starts the job with the rendered
-    arguments, the job fails on the closed port before any Spark work, PostgreSQL keeps its run,
-    and the password shows nowhere. (`airflow tasks test` exits 0 whatever the task does, in
-    Airflow 3.3: the task's state is in its log.)"""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]
-    pg = nightly["pg"]
-    env = airflow_env(nightly["airflow_home"], **{**nightly["env"], pgs.ENV_PORT: str(closed),
-                                       "AIRFLOW_VAR_MOVIEREC_LAKE": str(nightly["lake"]),
-                                       "AIRFLOW_VAR_MOVIEREC_PROFILE": "test"})
-    proc = run_airflow(["tasks", "test", DAG_ID, "recommend", "2026-11-24"], env, timeout=300)
-    log = output(proc)
+    """`airflow tasks test` of one task (run in the background after the DAG): spark-submit
+    starts the job with the rendered arguments, the job fails on the closed port before any
+    Spark work, PostgreSQL keeps its run, and the password shows nowhere. (`airflow tasks test`
+    exits 0 whatever the task does, in Airflow 3.3: the task's state is in its log.)"""
+    closed, log = nightly["closed_port"], output(nightly["pg_down"])
     assert "Task failed with exception" in log and "new_state=failed" in log, log[-3000:]
     assert (f"spark-submit --master local[2] --name movierec-recommend {ROOT}/jobs/recommend.py "
-            f"--profile test --lake {nightly['lake']} --run-date 2026-11-24") in log, log[-3000:]
+            f"--profile test --lake {nightly['lake']} --run-date {PG_DOWN_DATE}") in log, log[-3000:]
     assert f"lake: {nightly['lake']}" in log, log[-3000:]   # the job's own config dump
     assert re.search(r"recommend failed: .*127\.0\.0\.1:%d" % closed, log), log[-5000:]
-    assert pg.secret() not in log
-    with pgs.connect(pg) as conn:
+    assert nightly["pg"].secret() not in log
+    with pgs.connect(nightly["pg"]) as conn:
         n, day = conn.execute("SELECT count(*), max(run_date) FROM recommendations").fetchone()
     assert (n, str(day)) == (len(nightly["after"]["recs"]), DAY)
