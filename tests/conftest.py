@@ -1,6 +1,7 @@
-"""The suite's shared fixtures: one Spark session built by the project's own factory, one
-ingested and split ml-latest-small lake, and one lake trained and published by the README's
-main job under spark-submit. Tests that write get a copy (helpers.copy_lake)."""
+"""The suite's shared fixtures: one Spark session built by the project's own factory, and one
+ml-latest-small lake ingested, split, trained and published by the README's main job under
+spark-submit (tests/background.py starts it at session start). Tests that write get a copy
+(helpers.copy_lake)."""
 
 from __future__ import annotations
 
@@ -89,9 +90,11 @@ def ml_small() -> Path:
 
 @dataclass
 class Ingested:
+    """The ml-latest-small lake as ingest and split left it: the pipeline run's lake, whose
+    ingestion_runs and split_info rows say what they did. Read only: copy it to write."""
     cfg: Config
-    ingest: object   # data.ingest.IngestResult
-    split: object    # data.split.SplitResult
+    ingest: dict   # its ingestion_runs row
+    split: dict    # its split_info row
 
     @property
     def lake(self) -> Path:
@@ -99,13 +102,13 @@ class Ingested:
 
 
 @pytest.fixture(scope="session")
-def ingested(spark, ml_small, tmp_path_factory) -> Ingested:
-    """ml-latest-small ingested and split, in this process. Read only: copy it to write."""
-    from movierec.data import ingest, split
+def ingested(spark, pipeline_run) -> Ingested:
+    from movierec.core import delta_io, tables as t
 
-    root = tmp_path_factory.mktemp("ingested")
-    cfg = load_config("test", [f"lake={root / 'lake'}", f"ingest.source={ml_small}"])
-    return Ingested(cfg, ingest.run(spark, cfg), split.run(spark, cfg))
+    rows = {name: [r.asDict(recursive=True) for r in delta_io.read(spark, pipeline_run.lake, name).collect()]
+            for name in (t.INGESTION_RUNS, t.SPLIT_INFO)}
+    assert len(rows[t.INGESTION_RUNS]) == len(rows[t.SPLIT_INFO]) == 1, rows
+    return Ingested(pipeline_run.cfg, rows[t.INGESTION_RUNS][0], rows[t.SPLIT_INFO][0])
 
 
 @pytest.fixture(scope="session")

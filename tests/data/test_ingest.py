@@ -225,11 +225,13 @@ def test_ml_100k_layout_genre_flags(spark, make_cfg, lake, tmp_path):
 
 
 def test_real_ml_latest_small(spark, ingested):
-    result, lake = ingested.ingest, ingested.lake
-    assert result.layout == "csv"
-    assert {f.table: (f.read, f.accepted, f.rejected) for f in result.files} == {
+    run, lake = ingested.ingest, ingested.lake
+    assert run["layout"] == "csv"
+    assert {f["table"]: (f["read"], f["accepted"], f["rejected"]) for f in run["files"]} == {
         t.MOVIES: (9742, 9742, 0), t.RATINGS: (100836, 100836, 0),
         t.TAGS: (3683, 3683, 0), t.LINKS: (9742, 9742, 0)}
+    assert (run["rows_read"], run["rows_accepted"], run["rows_rejected"]) == (124_003, 124_003, 0)
+    assert delta_io.read(spark, lake, t.REJECTS).count() == 0
     ratings = delta_io.read(spark, lake, t.RATINGS)
     stats = ratings.agg(F.countDistinct(t.USER_ID), F.countDistinct(t.MOVIE_ID),
                         F.min(t.TS), F.max(t.TS), F.avg(t.RATING)).first()

@@ -68,9 +68,9 @@ def test_missing_ratings_says_which_job_to_run(spark, make_cfg):
 
 
 def test_real_split_counts_and_cold_start(ingested):
-    result = ingested.split
-    assert (result.n_train, result.n_test, result.n_buffer) == (70_585, 20_167, 10_084)
-    assert result.cold_start["test_users_new_share"] == pytest.approx(0.873, abs=0.001)
+    info = ingested.split
+    assert (info["n_train"], info["n_test"], info["n_buffer"]) == (70_585, 20_167, 10_084)
+    assert info["cold_start"]["test_users_new_share"] == pytest.approx(0.873, abs=0.001)
 
 
 def test_real_split_has_no_leakage_and_adds_up(spark, ingested):
@@ -96,7 +96,7 @@ def test_rerun_is_a_no_op(spark, ingested):
     names = (t.RATINGS_TRAIN, t.RATINGS_TEST, t.RATINGS_BUFFER, t.SPLIT_INFO)
     before = {n: delta_io.version(spark, lake, n) for n in names}
     again = split.run(spark, cfg)
-    assert again.skipped and again.split_id == first.split_id
+    assert again.skipped and again.split_id == first["split_id"]
     assert {n: delta_io.version(spark, lake, n) for n in names} == before
 
 
