@@ -6,7 +6,7 @@ test needs them, so they overlap with the in-process tests instead of adding to 
   of that lake; then `airflow tasks test` of its recommend task with PostgreSQL's port closed;
 - another: a 2-worker standalone cluster and the jobs submitted to it.
 
-The fixtures that hand them to tests (conftest.pipeline_run, test_dag_run.nightly,
+The fixtures that hand them to tests (conftest.pipeline_run and nightly_run,
 test_cluster.cluster_run) wait for them; conftest orders the modules that use them last.
 """
 
@@ -112,7 +112,7 @@ class Background:
             from tests.e2e.cluster_jobs import run_on_cluster
 
             self._cluster = self._side.submit(run_on_cluster, tmp_factory.mktemp("cluster"), ml_small)
-        if not needed & {"pipeline_run", "nightly"}:
+        if not needed & {"pipeline_run", "nightly_run"}:
             return
         pipeline_root, nightly_root = tmp_factory.mktemp("pipeline"), tmp_factory.mktemp("nightly")
         pipeline_pg, nightly_pg = (pg_database(pg_settings, name) for name in ("pipeline", "nightly"))
@@ -121,7 +121,7 @@ class Background:
                 f"mlflow.tracking_uri=sqlite:///{pipeline_root}/mlflow.db",
                 f"mlflow.artifact_root={pipeline_root / 'artifacts'}"]
         self._pipeline = self._chain.submit(run_pipeline, sets, pipeline_pg)
-        if "nightly" in needed:
+        if "nightly_run" in needed:
             self._nightly = self._chain.submit(
                 lambda: run_nightly(self._pipeline.result(), nightly_root, nightly_pg))
 

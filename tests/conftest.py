@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from movierec.core.config import Config, load_config
-from tests.background import Background, PipelineRun
+from tests.background import Background, NightlyRun, PipelineRun
 from tests.helpers import ML_SMALL
 
 # Spark hands timestamps to Python in the process time zone; the lake is UTC.
@@ -22,7 +22,7 @@ time.tzset()
 
 pytest_plugins = ["tests.pg_fixture"]   # a real PostgreSQL server: pg_settings, pg_env
 
-BACKGROUND = ("pipeline_run", "nightly", "cluster_run")   # fixtures backed by tests/background.py
+BACKGROUND = ("pipeline_run", "nightly_run", "cluster_run")   # fixtures backed by tests/background.py
 
 
 def _uses(items, names) -> set[str]:
@@ -35,7 +35,7 @@ def pytest_collection_modifyitems(items):
     by_module: dict[str, list] = {}
     for item in items:
         by_module.setdefault(item.module.__name__, []).append(item)
-    rank = {module: (bool(_uses(its, {"nightly"})), bool(_uses(its, BACKGROUND)))
+    rank = {module: (bool(_uses(its, {"nightly_run"})), bool(_uses(its, BACKGROUND)))
             for module, its in by_module.items()}
     items.sort(key=lambda item: rank[item.module.__name__])
 
@@ -114,3 +114,8 @@ def ingested(spark, pipeline_run) -> Ingested:
 @pytest.fixture(scope="session")
 def pipeline_run(ml_small, background) -> PipelineRun:
     return background.pipeline()
+
+
+@pytest.fixture(scope="session")
+def nightly_run(ml_small, background) -> NightlyRun:
+    return background.nightly()

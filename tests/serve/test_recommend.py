@@ -1,39 +1,42 @@
-"""recommend end to end: the real champion the suite's pipeline trained on ml-latest-small,
-real Delta tables, a real PostgreSQL database of this module's own."""
+"""recommend end to end, on what the nightly DAG run published (tests/background.py): the
+champion trained on ml-latest-small, the run of DAY2 after the pipeline's run of DAY1, in Delta
+and in PostgreSQL. Later tests here write more runs into a copy of that lake (Delta only)."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
 from pyspark.sql import functions as F
 
 from movierec.core import delta_io, tables as t
 from movierec.core.config import load_config
 from movierec.serve import pg_settings as pgs, recommend, serving_sql
-from tests.helpers import K, PIPELINE_DATE as DAY1, copy_lake, pg_database
+from tests.background import NIGHTLY_DATE as DAY2
+from tests.helpers import K, PIPELINE_DATE as DAY1, copy_lake
 
-DAY2 = "2026-11-23"
-USERS = 453  # users with train ratings in the real ml-latest-small split
-
-
-@pytest.fixture(scope="module")
-def pg(pg_settings):
-    return pg_database(pg_settings, "recommend_tests")
+USERS_DAY1 = 453  # users with train ratings in the real ml-latest-small split
+USERS = 458       # and after the first night's increment (buffer week 1)
 
 
 @pytest.fixture(scope="module")
-def served(spark, pipeline_run, pg, tmp_path_factory):
-    """A copy of the pipeline's lake (its run of DAY1) with a DAY2 run published to Delta and
-    PostgreSQL; later tests of this module write more runs into it (Delta only)."""
-    lake = copy_lake(pipeline_run.lake, tmp_path_factory.mktemp("recommend") / "lake")
-    cfg = pipeline_run.cfg.with_overrides({"lake": str(lake)})
-    rows_day1 = _rows(delta_io.read(spark, lake, t.RECOMMENDATIONS).where(F.col(t.RUN_DATE) == DAY1))
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in pgs.env_for(pg).items():
-            env.setenv(name, value)
-        second = recommend.run(spark, cfg, DAY2)
-    return cfg.with_overrides({"recommend.publish_postgres": False}), second, rows_day1
+def served(spark, pipeline_run, nightly_run, tmp_path_factory):
+    """(config of a copy of the nightly lake, PostgreSQL settings it was published with,
+    the hybrid's parameters, the pipeline's rows of DAY1)."""
+    nightly = nightly_run
+    assert nightly.run.returncode == 0, nightly.run.stdout[-3000:]
+    lake = copy_lake(nightly.lake, tmp_path_factory.mktemp("recommend") / "lake")
+    cfg = nightly.cfg.with_overrides({"lake": str(lake), "recommend.publish_postgres": False})
+    client = MlflowClient(tracking_uri=cfg.mlflow.tracking_uri, registry_uri=cfg.mlflow.tracking_uri)
+    champion = client.get_model_version_by_alias(cfg.mlflow.model_name, "champion")
+    spec = client.download_artifacts(champion.run_id, "ranker/hybrid.json",
+                                     str(tmp_path_factory.mktemp("champion")))
+    params = json.loads(Path(spec).read_text())
+    rows_day1 = _rows(delta_io.read(spark, pipeline_run.lake, t.RECOMMENDATIONS))
+    return cfg, nightly.pg, params, rows_day1
 
 
 def _rows(df):
@@ -56,8 +59,8 @@ def test_every_train_user_gets_k_unseen_movies_ranked_1_to_k(spark, served):
     assert {str(r[0]) for r in latest.select(t.RUN_DATE).distinct().collect()} == {DAY2}
 
 
-def test_postgres_holds_the_same_rows_as_delta(spark, served, pg):
-    cfg, *_ = served
+def test_postgres_holds_the_same_rows_as_delta(spark, served):
+    cfg, pg, *_ = served
     lake = cfg.path("lake")
     delta = sorted((r.user_id, r.rank, r.movie_id, r.model_version, str(r.run_date)) for r in
                    delta_io.read(spark, lake, t.RECOMMENDATIONS_LATEST).collect())
@@ -69,8 +72,8 @@ def test_postgres_holds_the_same_rows_as_delta(spark, served, pg):
     assert [str(d) for (d,) in previous] == [DAY1]
 
 
-def test_cookbook_queries_answer_the_same_on_postgres_and_spark(spark, served, pg):
-    cfg, *_ = served
+def test_cookbook_queries_answer_the_same_on_postgres_and_spark(spark, served):
+    cfg, pg, *_ = served
     serving_sql.register_views(spark, cfg.path("lake"))
     queries = serving_sql.load_queries(cfg.root / "docs" / "queries.sql")
     assert set(queries) >= {"top10_for_user", "users_for_movie", "coverage", "genre_mix",
@@ -98,10 +101,10 @@ def _plain(row) -> tuple:
 
 
 def test_thin_users_get_the_trending_list_minus_what_they_saw(spark, served):
-    cfg, second, _ = served
+    cfg, _, params, _ = served
     lake = cfg.path("lake")
     train = delta_io.read(spark, lake, t.RATINGS_TRAIN)
-    min_history = second["params"]["min_history"]
+    min_history = params["min_history"]
     counts = {r[0]: r[1] for r in train.groupBy(t.USER_ID).count().collect()}
     latest = delta_io.read(spark, lake, t.RECOMMENDATIONS_LATEST).toPandas()
     popular = delta_io.read(spark, lake, t.POPULAR_MOVIES).where(F.col(t.RUN_DATE) == DAY2).toPandas()
@@ -120,14 +123,16 @@ def test_thin_users_get_the_trending_list_minus_what_they_saw(spark, served):
         assert mine[:len(expected_head)] == expected_head
 
 
-def test_rerun_of_a_date_replaces_it_and_latest_holds_the_newest_run(spark, served):
-    cfg, second, rows_day1 = served
+def test_rerun_of_an_older_date_replaces_it_and_latest_keeps_the_newest_run(spark, served):
+    """(That a rerun of a date gives the same rows: tests/e2e/test_dag_run.py.)"""
+    cfg, _, _, rows_day1 = served
     lake = cfg.path("lake")
-    assert second["rows"] == len(rows_day1) == USERS * K and second["latest_run_date"] == DAY2
-    # the older date rerun: the same rows instead of a second set, and `latest` stays on DAY2
+    assert len(rows_day1) == USERS_DAY1 * K
     again = recommend.run(spark, cfg, DAY1)
-    rerun_rows = _rows(delta_io.read(spark, lake, t.RECOMMENDATIONS).where(F.col(t.RUN_DATE) == DAY1))
-    assert rerun_rows == rows_day1 and again["latest_run_date"] == DAY2
+    assert again["latest_run_date"] == DAY2
+    # DAY1 replaced, not doubled: now with the users train holds today
+    day1 = delta_io.read(spark, lake, t.RECOMMENDATIONS).where(F.col(t.RUN_DATE) == DAY1)
+    assert day1.count() == again["rows"] == USERS * K
     dates = sorted(str(r[0]) for r in delta_io.read(spark, lake, t.RECOMMENDATIONS)
                    .select(t.RUN_DATE).distinct().collect())
     assert dates == [DAY1, DAY2]
@@ -157,6 +162,6 @@ def test_no_champion_is_a_clear_error(spark, served, tmp_path):
 
 
 def test_missing_training_data_names_the_job(spark, tmp_path):
-    cfg = load_config("test", [f"lake={tmp_path / 'lake'}"])
+    cfg = load_config("test", [f"lake={tmp_path / 'lake'}", "recommend.publish_postgres=false"])
     with pytest.raises(delta_io.MissingTableError, match="run `split` first"):
         recommend.run(spark, cfg, DAY1)

@@ -5,10 +5,12 @@ those that rank. Every list excludes what the user rated in train."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import reduce
 
 import pandas as pd
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from movierec.core import tables as t
 from movierec.model import metrics
@@ -29,15 +31,15 @@ def evaluate(models: Mapping[str, Model], fitted: Mapping[str, Fitted], train: D
             for metric, value in metrics.rating_metrics(fitted[name].predict(warm)).items():
                 rows.append((name, metric, RATING_POPULATION, float(value)))
     users, seen = test.select(t.USER_ID).distinct(), seen_pairs(train)
-    for name, model in models.items():
-        if not model.ranks:
-            continue
-        # all, warm (train knows the user) and cold test users, in one pass over the lists
-        by_population = metrics.ranking_metrics_by_population(
-            fitted[name].recommend(users, k, seen), test, k, known_users=train,
-            relevant_threshold=threshold, n_catalog=n_catalog)
-        rows.extend((name, metric, population, float(value))
-                    for population, result in by_population.items() for metric, value in result.items())
+    rankers = [name for name, model in models.items() if model.ranks]
+    # every ranker's lists, for all, warm (train knows the user) and cold test users, in one pass
+    lists = reduce(DataFrame.unionByName, [
+        fitted[name].recommend(users, k, seen).select(t.USER_ID, t.MOVIE_ID, metrics.RANK)
+        .withColumn(metrics.MODEL, F.lit(name)) for name in rankers])
+    scored = metrics.ranking_metrics_by_model(lists, rankers, test, k, known_users=train,
+                                              relevant_threshold=threshold, n_catalog=n_catalog)
+    rows.extend((name, metric, population, float(value)) for name in rankers
+                for population, result in scored[name].items() for metric, value in result.items())
     warm.unpersist()
     return pd.DataFrame(rows, columns=COLUMNS)
 

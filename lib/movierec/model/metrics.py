@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 from movierec.core import tables as t
 
 RANK = "rank"
+MODEL = "model"   # which model's list a row of recs belongs to (ranking_metrics_by_model)
 RANKING = ("precision", "recall", "ndcg", "map", "hit_rate")
 
 # Per evaluated user, from `prediction` (the top-k ids in rank order) and `label` (the relevant
@@ -77,30 +78,34 @@ def ranking_metrics(recs: DataFrame, truth: DataFrame, k: int, *, relevant_thres
     all metrics 0. Returns precision, recall, ndcg, map, hit_rate (all @k, averaged over evaluated
     users), users (number of evaluated users), and coverage = distinct movies recommended to the
     evaluated users / n_catalog (only when n_catalog is given)."""
-    return ranking_metrics_by_population(recs, truth, k, relevant_threshold=relevant_threshold,
-                                         n_catalog=n_catalog)["all"]
+    by_model = ranking_metrics_by_model(recs.withColumn(MODEL, F.lit("")), [""], truth, k,
+                                        relevant_threshold=relevant_threshold, n_catalog=n_catalog)
+    return by_model[""]["all"]
 
 
-def ranking_metrics_by_population(recs: DataFrame, truth: DataFrame, k: int, *,
-                                  known_users: DataFrame | None = None,
-                                  relevant_threshold: float = 4.0,
-                                  n_catalog: int | None = None) -> dict[str, dict[str, float]]:
-    """ranking_metrics over all evaluated users and, given `known_users` (user_id), over the warm
-    ones (in known_users) and the cold ones (not in it): {"all": ..., "warm": ..., "cold": ...}.
-    A user's relevant items do not depend on the population, so one pass serves all three."""
+def ranking_metrics_by_model(recs: DataFrame, models: list[str], truth: DataFrame, k: int, *,
+                             known_users: DataFrame | None = None, relevant_threshold: float = 4.0,
+                             n_catalog: int | None = None) -> dict[str, dict[str, dict[str, float]]]:
+    """ranking_metrics of every model's lists at once: recs has a `model` column naming one of
+    `models`; {model: {"all": ..., "warm": ..., "cold": ...}}, warm users being those in
+    known_users (user_id), cold the others (only "all" without known_users). A user's relevant
+    items depend neither on the model nor on the population, so one pass serves them all."""
     if k < 1:
         raise ValueError(f"k must be positive, got {k}")
-    _require(recs, [t.USER_ID, t.MOVIE_ID, RANK], "recs")
+    _require(recs, [MODEL, t.USER_ID, t.MOVIE_ID, RANK], "recs")
     _require(truth, [t.USER_ID, t.MOVIE_ID, t.RATING], "truth")
 
     relevant = (truth.where(F.col(t.RATING) >= relevant_threshold)
                 .groupBy(t.USER_ID).agg(F.collect_set(t.MOVIE_ID).alias("label")))
     # collect_list order is not guaranteed: sort (rank, movie_id) structs, then keep the ids.
     ranked = (recs.where(F.col(RANK) <= k)
-              .groupBy(t.USER_ID)
+              .groupBy(MODEL, t.USER_ID)
               .agg(F.array_sort(F.collect_list(F.struct(RANK, t.MOVIE_ID))).alias("recs"))
-              .select(t.USER_ID, F.transform("recs", lambda r: r[t.MOVIE_ID]).alias("prediction")))
-    per_user = relevant.join(ranked, on=t.USER_ID, how="left")
+              .select(MODEL, t.USER_ID, F.transform("recs", lambda r: r[t.MOVIE_ID]).alias("prediction")))
+    names = recs.sparkSession.createDataFrame([(m,) for m in models], f"{MODEL} string")
+    # every model is judged on every evaluated user, with or without a list for them
+    per_user = (relevant.crossJoin(F.broadcast(names))
+                .join(ranked, on=[MODEL, t.USER_ID], how="left"))
     populations = {"all": F.lit(True)}
     if known_users is not None:
         known = known_users.select(t.USER_ID).distinct().withColumn("warm", F.lit(True))
@@ -108,30 +113,34 @@ def ranking_metrics_by_population(recs: DataFrame, truth: DataFrame, k: int, *,
         warm = F.coalesce(F.col("warm"), F.lit(False))
         populations.update(warm=warm, cold=~warm)
     per_user = per_user.select(
-        F.coalesce("prediction", F.array().cast("array<int>")).alias("prediction"), "label",
+        MODEL, F.coalesce("prediction", F.array().cast("array<int>")).alias("prediction"), "label",
         *[cond.alias(f"in_{name}") for name, cond in populations.items()]).cache()
     formulas = {name: F.expr(expr.format(flags=_FLAGS, hits=_HITS, k=k))
                 for name, expr in _PER_USER.items()}
     try:
-        row = per_user.agg(*[
+        rows = {r[MODEL]: r for r in per_user.groupBy(MODEL).agg(*[
             agg for pop in populations for agg in (
                 F.count(F.when(F.col(f"in_{pop}"), 1)).alias(f"{pop}.users"),
                 *[F.avg(F.when(F.col(f"in_{pop}"), f)).alias(f"{pop}.{name}")
-                  for name, f in formulas.items()])]).first()
-        coverage = None
+                  for name, f in formulas.items()])]).collect()}
+        coverage = {}
         if n_catalog is not None:
-            movies = per_user.select(*[f"in_{pop}" for pop in populations],
+            movies = per_user.select(MODEL, *[f"in_{pop}" for pop in populations],
                                      F.explode("prediction").alias("m"))
-            coverage = movies.agg(*[F.count_distinct(F.when(F.col(f"in_{pop}"), F.col("m"))).alias(pop)
-                                    for pop in populations]).first()
+            coverage = {r[MODEL]: r for r in movies.groupBy(MODEL).agg(*[
+                F.count_distinct(F.when(F.col(f"in_{pop}"), F.col("m"))).alias(pop)
+                for pop in populations]).collect()}
     finally:
         per_user.unpersist()
-    result = {}
-    for pop in populations:
-        values = {name: float("nan") if row[f"{pop}.{name}"] is None else float(row[f"{pop}.{name}"])
-                  for name in RANKING}
-        values["users"] = row[f"{pop}.users"]
-        if coverage is not None:
-            values["coverage"] = coverage[pop] / n_catalog
-        result[pop] = values
+    result: dict[str, dict[str, dict[str, float]]] = {}
+    for model in models:
+        row = rows.get(model)   # absent only when nobody is evaluated
+        result[model] = {}
+        for pop in populations:
+            values = {name: float("nan") if row is None or row[f"{pop}.{name}"] is None
+                      else float(row[f"{pop}.{name}"]) for name in RANKING}
+            values["users"] = row[f"{pop}.users"] if row is not None else 0
+            if n_catalog is not None:
+                values["coverage"] = (coverage[model][pop] if model in coverage else 0) / n_catalog
+            result[model][pop] = values
     return result
