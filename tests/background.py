@@ -107,13 +107,16 @@ class Background:
         self._nightly: Future[NightlyRun] | None = None
         self._cluster: Future | None = None
 
-    def start(self, ml_small: Path, pg_settings: PgSettings, tmp_factory, needed: set[str]) -> None:
+    def start(self, ml_small: Path | None, pg_settings, tmp_factory, needed: set[str]) -> None:
+        """Starts what `needed` names; the pipeline and nightly runs only with ml_small.
+        pg_settings: a callable giving the suite's PostgreSQL settings."""
         if "cluster_run" in needed:
             from tests.e2e.cluster_jobs import run_on_cluster
 
-            self._cluster = self._side.submit(run_on_cluster, tmp_factory.mktemp("cluster"), ml_small)
-        if not needed & {"pipeline_run", "nightly_run"}:
+            self._cluster = self._side.submit(run_on_cluster, tmp_factory.mktemp("cluster"))
+        if ml_small is None or not needed & {"pipeline_run", "nightly_run"}:
             return
+        pg_settings = pg_settings()
         pipeline_root, nightly_root = tmp_factory.mktemp("pipeline"), tmp_factory.mktemp("nightly")
         pipeline_pg, nightly_pg = (pg_database(pg_settings, name) for name in ("pipeline", "nightly"))
         # one CV fold over the test profile's small grids: the full search is the benchmark's

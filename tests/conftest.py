@@ -43,11 +43,12 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session", autouse=True)
 def background(request, tmp_path_factory):
     """Starts the background runs (tests/background.py) at session start, those a collected
-    test needs, when ml-latest-small is there."""
+    test needs (the real-data ones when ml-latest-small is there)."""
     chain = Background()
     needed = _uses(request.session.items, BACKGROUND)
-    if needed and (ML_SMALL / "ratings.csv").is_file():
-        chain.start(ML_SMALL, request.getfixturevalue("pg_settings"), tmp_path_factory, needed)
+    if needed:
+        real = ML_SMALL if (ML_SMALL / "ratings.csv").is_file() else None
+        chain.start(real, lambda: request.getfixturevalue("pg_settings"), tmp_path_factory, needed)
     yield chain
     chain.shutdown()
 

@@ -9,6 +9,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from movierec.core import delta_io, tables as t
+from movierec.core.config import load_config
 from movierec.data import drift, increment
 from tests.helpers import copy_lake
 
@@ -40,23 +41,41 @@ def replay_lake(replay_source, lake):
     return replay_source[1]
 
 
-def test_each_run_date_takes_the_next_week_once(spark, make_cfg, lake, replay_lake):
-    cfg = make_cfg()
-    first = increment.run(spark, cfg, "2026-01-01")
-    assert (first["batch_week"], first["added"]) == (1, 2)
-    version = delta_io.version(spark, lake, t.RATINGS_TRAIN)
-    again = increment.run(spark, cfg, "2026-01-01")
-    assert (again["batch_week"], again["added"]) == (1, 0)
-    assert delta_io.version(spark, lake, t.RATINGS_TRAIN) == version  # nothing to insert: no commit at all
-    assert delta_io.read(spark, lake, t.RATINGS_TRAIN).count() == replay_lake + 2
-    second = increment.run(spark, cfg, "2026-01-02")
-    assert (second["batch_week"], second["added"]) == (2, 3)
-    logged = {(str(r[0]), r[1]) for r in delta_io.read(spark, lake, t.RATINGS_INCREMENTS)
-              .select(t.RUN_DATE, t.BATCH_WEEK).distinct().collect()}
-    assert logged == {("2026-01-01", 1), ("2026-01-02", 2)}
-    assert delta_io.read(spark, lake, t.RATINGS_INCREMENTS).count() == 5
+@pytest.fixture(scope="module")
+def replayed(spark, replay_source, tmp_path_factory):
+    """The replay lake after the nights of 2026-01-01 (twice), -02, -03 and -04, and drift of
+    -02 (twice): what each call returned and what the tables held in between. Read only."""
+    lake = copy_lake(replay_source[0], tmp_path_factory.mktemp("replayed") / "lake")
+    cfg = load_config("test", [f"lake={lake}"])
+    out = {"lake": lake, "train_rows": replay_source[1]}
+    out["first"] = increment.run(spark, cfg, "2026-01-01")
+    out["version"] = delta_io.version(spark, lake, t.RATINGS_TRAIN)
+    out["again"] = increment.run(spark, cfg, "2026-01-01")
+    out["version_again"] = delta_io.version(spark, lake, t.RATINGS_TRAIN)
+    out["train_after_first"] = delta_io.read(spark, lake, t.RATINGS_TRAIN).count()
+    out["second"] = increment.run(spark, cfg, "2026-01-02")
+    out["drift"] = drift.run(spark, cfg, "2026-01-02")
+    drift.run(spark, cfg, "2026-01-02")   # a rerun replaces the date's rows
+    out["drift_rows"] = {r["metric"]: r for r in delta_io.read(spark, lake, t.DRIFT_ALERTS).collect()}
+    out["logged"] = {(str(r[0]), r[1]) for r in delta_io.read(spark, lake, t.RATINGS_INCREMENTS)
+                     .select(t.RUN_DATE, t.BATCH_WEEK).distinct().collect()}
+    out["increment_rows"] = delta_io.read(spark, lake, t.RATINGS_INCREMENTS).count()
     increment.run(spark, cfg, "2026-01-03")
-    assert increment.run(spark, cfg, "2026-01-04") == {"run_date": "2026-01-04", "batch_week": None, "added": 0}
+    out["used_up"] = increment.run(spark, cfg, "2026-01-04")
+    out["cfg"] = cfg
+    return out
+
+
+def test_each_run_date_takes_the_next_week_once(replayed):
+    r = replayed
+    assert (r["first"]["batch_week"], r["first"]["added"]) == (1, 2)
+    assert (r["again"]["batch_week"], r["again"]["added"]) == (1, 0)
+    assert r["version_again"] == r["version"]  # nothing to insert: no commit at all
+    assert r["train_after_first"] == r["train_rows"] + 2
+    assert (r["second"]["batch_week"], r["second"]["added"]) == (2, 3)
+    assert r["logged"] == {("2026-01-01", 1), ("2026-01-02", 2)}
+    assert r["increment_rows"] == 5
+    assert r["used_up"] == {"run_date": "2026-01-04", "batch_week": None, "added": 0}
 
 
 def test_a_crash_between_train_and_log_is_repaired_by_the_rerun(spark, make_cfg, lake, replay_lake):
@@ -84,13 +103,8 @@ def test_verdicts(metric, value, threshold, want):
     assert drift.verdict(metric, value, threshold) == want
 
 
-def test_drift_rows_for_the_slice_and_a_rerun_replaces_them(spark, make_cfg, lake, replay_lake):
-    cfg = make_cfg()
-    increment.run(spark, cfg, "2026-01-01")
-    increment.run(spark, cfg, "2026-01-02")
-    result = drift.run(spark, cfg, "2026-01-02")
-    drift.run(spark, cfg, "2026-01-02")
-    rows = {r["metric"]: r for r in delta_io.read(spark, lake, t.DRIFT_ALERTS).collect()}
+def test_drift_rows_for_the_slice_and_a_rerun_replaces_them(replayed):
+    rows, result = replayed["drift_rows"], replayed["drift"]
     assert len(rows) == 6 == result["metrics"]
     # week 2: 3 ratings, 2 of them by user 9 whom train lacks; movie 22 is new to train
     assert rows["new_user_share"]["value"] == pytest.approx(2 / 3)
@@ -100,8 +114,6 @@ def test_drift_rows_for_the_slice_and_a_rerun_replaces_them(spark, make_cfg, lak
     assert "new_user_share" in result["drift"]
 
 
-def test_drift_without_an_increment_names_the_job(spark, make_cfg, replay_lake):
-    cfg = make_cfg()
-    increment.run(spark, cfg, "2026-01-01")
+def test_drift_without_an_increment_names_the_job(spark, replayed):
     with pytest.raises(drift.DriftError, match="run `ingest_increment`"):
-        drift.run(spark, cfg, "2026-02-01")
+        drift.run(spark, replayed["cfg"], "2026-02-01")

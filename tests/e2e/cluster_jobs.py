@@ -31,17 +31,22 @@ class Submitted:
     lake: Path
     logs: dict[str, str]
     pkg: Path
+    release: dict   # what synthetic.generate says it wrote
 
 
-def run_on_cluster(base: Path, ml_small: Path) -> Submitted:
-    """A 2-worker cluster under `base`, and the jobs submitted to it; the cluster keeps running
-    (the caller stops it)."""
+def run_on_cluster(base: Path) -> Submitted:
+    """A 2-worker cluster under `base`, and the jobs submitted to it, on a small synthetic
+    release (the cluster is what is tested here, not the data: real data is the pipeline run's);
+    the cluster keeps running (the caller stops it)."""
+    from movierec.data import synthetic
+
+    release = synthetic.generate(base / "release", scale=20_000, seed=7)
     cluster = start_cluster(base / "standalone", workers=2, cores_per_worker=1,
                             memory_per_worker="1g")
     try:
         pkg = package_zip(base)
         lake = base / "lake"
-        args = {"ingest": ["--source", str(ml_small), "--lake", str(lake)]}
+        args = {"ingest": ["--source", str(base / "release"), "--lake", str(lake)]}
         logs = {}
         for job in JOBS:
             logs[job] = submit(cluster, pkg, job, *args[job])
@@ -49,7 +54,7 @@ def run_on_cluster(base: Path, ml_small: Path) -> Submitted:
     except BaseException:
         cluster.stop()
         raise
-    return Submitted(cluster, lake, logs, pkg)
+    return Submitted(cluster, lake, logs, pkg, release)
 
 
 def package_zip(dest: Path) -> Path:

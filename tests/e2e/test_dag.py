@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.airflow_cli import (AIRFLOW_BIN, DAG_ID, SPARK_CONN, airflow_env, output,
-                                  run_airflow, run_dags_test)
+from tests.e2e.airflow_cli import AIRFLOW_BIN, DAG_ID, SPARK_CONN, airflow_env, output, run_airflow
 from tests.helpers import ROOT
 
 LOCK = ROOT / "conf" / "airflow-constraints.txt"
@@ -171,22 +170,3 @@ def test_postgres_settings_from_the_airflow_connection(probe):
     assert probe["pg_env"] == {"MOVIEREC_PG_HOST": "pg.internal", "MOVIEREC_PG_PORT": "5433",
                                "MOVIEREC_PG_DB": "films", "MOVIEREC_PG_USER": "rec",
                                "MOVIEREC_PG_PASSWORD": "pw@x1z"}
-
-
-THROWAWAY_DAG = """
-from datetime import datetime
-from airflow.providers.standard.operators.bash import BashOperator
-from airflow.sdk import DAG
-for dag_id, command in [("throwaway_ok", "echo ran {{ ds }}"), ("throwaway_fail", "exit 3")]:
-    with DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
-        BashOperator(task_id="only", bash_command=command)
-"""
-
-
-def test_run_dags_test_reports_success_and_failure(airflow_home, tmp_path):
-    (tmp_path / "throwaway.py").write_text(THROWAWAY_DAG)
-    env = {"AIRFLOW__CORE__DAGS_FOLDER": str(tmp_path)}
-    ok = run_dags_test(airflow_home, MONDAY, env, dag_id="throwaway_ok", timeout=120)
-    assert ok.returncode == 0 and f"ran {MONDAY}" in output(ok), output(ok)[-3000:]
-    failed = run_dags_test(airflow_home, MONDAY, env, dag_id="throwaway_fail", timeout=120)
-    assert failed.returncode != 0
