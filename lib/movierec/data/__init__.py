@@ -1,0 +1,11 @@
+"""Getting ratings into the lake and keeping them there.
+
+- `layouts`, `source`, `lines`, `parse`, `ingest`: a MovieLens release (folder or zip, any
+  published layout) validated row by row; writes ratings, movies, tags, links, genome_scores,
+  genome_tags, rejects and ingestion_runs.
+- `release`, `download`, `synthetic`: where a release comes from (a folder, GroupLens, or a
+  generated one).
+- `split`: reads ratings; writes ratings_train, ratings_test, ratings_buffer and split_info.
+- `increment`: reads ratings_buffer; merges into ratings_train and logs ratings_increments.
+- `drift`: reads ratings_increments and ratings_train; writes drift_alerts.
+"""
