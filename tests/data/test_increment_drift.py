@@ -1,4 +1,4 @@
-"""ingest_increment and detect_drift, on small hand-made lakes."""
+"""ingest_increment, the known ratings and detect_drift, on small hand-made lakes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from movierec.core import delta_io, tables as t
 from movierec.core.config import load_config
-from movierec.data import drift, increment
+from movierec.data import drift, increment, known
 from tests.helpers import copy_lake
 
 START = datetime(2020, 1, 1, tzinfo=timezone.utc)
@@ -22,21 +22,24 @@ def _ts(day: float) -> datetime:
 
 @pytest.fixture(scope="module")
 def replay_source(spark, tmp_path_factory):
-    """Train: users 1-3 over 10 weeks; buffer: 3 weekly batches, week 2 with a new user 9."""
+    """Train: users 1-3 over 10 weeks; test: 2 ratings, one by a new user 4; buffer: 3 weekly
+    batches, week 2 with a new user 9."""
     lake = tmp_path_factory.mktemp("replay") / "lake"
     train = [(u, m, float(1 + (u + m) % 5), _ts(d)) for d in range(0, 70, 2) for u in (1, 2, 3)
              for m in (d % 7 + 1,)]
+    test = [(1, 8, 3.0, _ts(70)), (4, 8, 4.0, _ts(70.5))]
     buffer = [(1, 20, 4.0, _ts(71), 1), (2, 21, 3.0, _ts(72), 1),
               (9, 20, 5.0, _ts(78), 2), (9, 22, 5.0, _ts(79), 2), (1, 22, 4.5, _ts(79), 2),
               (3, 23, 2.0, _ts(85), 3)]
     delta_io.overwrite(spark.createDataFrame(train, t.SCHEMAS[t.RATINGS]), lake, t.RATINGS_TRAIN)
+    delta_io.overwrite(spark.createDataFrame(test, t.SCHEMAS[t.RATINGS]), lake, t.RATINGS_TEST)
     delta_io.overwrite(spark.createDataFrame(buffer, t.SCHEMAS[t.RATINGS_BUFFER]), lake, t.RATINGS_BUFFER)
-    return lake, len(train)
+    return lake, len(train) + len(test)
 
 
 @pytest.fixture
 def replay_lake(replay_source, lake):
-    """A copy of the replay lake at the test's `lake`; returns the train row count."""
+    """A copy of the replay lake at the test's `lake`; returns the train + test row count."""
     copy_lake(replay_source[0], lake)
     return replay_source[1]
 
@@ -47,12 +50,14 @@ def replayed(spark, replay_source, tmp_path_factory):
     -02 (twice): what each call returned and what the tables held in between. Read only."""
     lake = copy_lake(replay_source[0], tmp_path_factory.mktemp("replayed") / "lake")
     cfg = load_config("test", [f"lake={lake}"])
-    out = {"lake": lake, "train_rows": replay_source[1]}
+    backtest = (t.RATINGS_TRAIN, t.RATINGS_TEST, t.RATINGS_BUFFER)
+    out = {"lake": lake, "initial_rows": replay_source[1],
+           "backtest_versions": {n: delta_io.version(spark, lake, n) for n in backtest}}
     out["first"] = increment.run(spark, cfg, "2026-01-01")
-    out["version"] = delta_io.version(spark, lake, t.RATINGS_TRAIN)
+    out["version"] = delta_io.version(spark, lake, t.RATINGS_INCREMENTS)
     out["again"] = increment.run(spark, cfg, "2026-01-01")
-    out["version_again"] = delta_io.version(spark, lake, t.RATINGS_TRAIN)
-    out["train_after_first"] = delta_io.read(spark, lake, t.RATINGS_TRAIN).count()
+    out["version_again"] = delta_io.version(spark, lake, t.RATINGS_INCREMENTS)
+    out["known_after_first"] = known.known_ratings(spark, lake, "2026-01-01").count()
     out["second"] = increment.run(spark, cfg, "2026-01-02")
     out["drift"] = drift.run(spark, cfg, "2026-01-02")
     drift.run(spark, cfg, "2026-01-02")   # a rerun replaces the date's rows
@@ -62,6 +67,11 @@ def replayed(spark, replay_source, tmp_path_factory):
     out["increment_rows"] = delta_io.read(spark, lake, t.RATINGS_INCREMENTS).count()
     increment.run(spark, cfg, "2026-01-03")
     out["used_up"] = increment.run(spark, cfg, "2026-01-04")
+    out["known_by_date"] = {d: known.known_ratings(spark, lake, d).count()
+                            for d in (None, "2025-12-31", "2026-01-02", "2026-01-04")}
+    out["sources"] = {r[0]: r[1] for r in delta_io.read(spark, lake, t.RATINGS_INCREMENTS)
+                      .groupBy(t.ARRIVAL_SOURCE).count().collect()}
+    out["backtest_versions_after"] = {n: delta_io.version(spark, lake, n) for n in backtest}
     out["cfg"] = cfg
     return out
 
@@ -71,19 +81,37 @@ def test_each_run_date_takes_the_next_week_once(replayed):
     assert (r["first"]["batch_week"], r["first"]["added"]) == (1, 2)
     assert (r["again"]["batch_week"], r["again"]["added"]) == (1, 0)
     assert r["version_again"] == r["version"]  # nothing to insert: no commit at all
-    assert r["train_after_first"] == r["train_rows"] + 2
+    assert r["known_after_first"] == r["initial_rows"] + 2
     assert (r["second"]["batch_week"], r["second"]["added"]) == (2, 3)
     assert r["logged"] == {("2026-01-01", 1), ("2026-01-02", 2)}
     assert r["increment_rows"] == 5
     assert r["used_up"] == {"run_date": "2026-01-04", "batch_week": None, "added": 0}
 
 
-def test_a_crash_between_train_and_log_is_repaired_by_the_rerun(spark, make_cfg, lake, replay_lake):
-    week1 = delta_io.read(spark, lake, t.RATINGS_BUFFER).where(F.col(t.BATCH_WEEK) == 1)
-    increment.merge_into_train(spark, lake, week1)     # train written, log row never written
-    result = increment.run(spark, make_cfg(), "2026-01-01")
-    assert (result["batch_week"], result["added"]) == (1, 0)
-    assert delta_io.read(spark, lake, t.RATINGS_TRAIN).count() == replay_lake + 2
+def test_arrivals_never_touch_the_backtest_and_known_grows_by_each_night(replayed):
+    r = replayed
+    assert r["backtest_versions_after"] == r["backtest_versions"]
+    n = r["initial_rows"]
+    assert r["known_by_date"] == {None: n, "2025-12-31": n, "2026-01-02": n + 5, "2026-01-04": n + 6}
+    assert r["sources"] == {"ratings_buffer week 1": 2, "ratings_buffer week 2": 3,
+                            "ratings_buffer week 3": 1}
+
+
+def test_known_ratings_count_a_split_arrival_once_and_a_rerating_replaces(spark, lake):
+    rows = lambda data: spark.createDataFrame(data, t.SCHEMAS[t.RATINGS])  # noqa: E731
+    delta_io.overwrite(rows([(1, 10, 3.0, _ts(0)), (1, 11, 2.0, _ts(1))]), lake, t.RATINGS_TRAIN)
+    delta_io.overwrite(rows([(2, 10, 4.0, _ts(2))]), lake, t.RATINGS_TEST)
+    arrived = [(1, 11, 2.0, _ts(1), "2026-01-01", None, "a.csv"),     # also in train: once
+               (1, 11, 5.0, _ts(9), "2026-01-02", None, "b.csv"),     # re-rates (1, 11)
+               (2, 12, 1.0, _ts(8), "2026-01-02", None, "b.csv"),
+               (2, 12, 2.5, _ts(9), "2026-01-03", None, "c.csv")]     # later than as_of below
+    df = spark.createDataFrame(arrived, "user_id int, movie_id int, rating float, ts timestamp, "
+                                        "run_date string, batch_week int, arrival_source string")
+    delta_io.overwrite(df, lake, t.RATINGS_INCREMENTS)
+    got = {(r[0], r[1]): r[2] for r in known.known_ratings(spark, lake, "2026-01-02")
+           .select(t.USER_ID, t.MOVIE_ID, t.RATING).collect()}
+    assert got == {(1, 10): 3.0, (1, 11): 5.0, (2, 10): 4.0, (2, 12): 1.0}
+    assert known.known_ratings(spark, lake, "2026-01-03").where("movie_id = 12").first()[t.RATING] == 2.5
 
 
 def test_psi_by_hand():

@@ -13,11 +13,12 @@ from pyspark.sql import functions as F
 
 from movierec.core import delta_io, tables as t
 from movierec.data import drift, increment
+from movierec.data.known import known_ratings
 from movierec.model import train
 from movierec.serve import pg_settings as pgs, recommend, smoke
 from tests.background import NIGHTLY_DATE, PG_DOWN_DATE
 from tests.e2e.airflow_cli import output
-from tests.helpers import ROOT
+from tests.helpers import PIPELINE_DATE as DAY1, ROOT
 
 DAY = NIGHTLY_DATE   # a Monday: the nightly refit, no CV
 JOBS = ("ingest_increment", "detect_drift", "train_als", "recommend", "smoke_check")
@@ -32,8 +33,11 @@ def snapshot(spark, lake, uri: str, pg) -> dict:
         "train": delta_io.read(spark, lake, t.RATINGS_TRAIN).count(),
         "train_version": delta_io.version(spark, lake, t.RATINGS_TRAIN),
         "increments": delta_io.read(spark, lake, t.RATINGS_INCREMENTS).count(),
+        "known": known_ratings(spark, lake, DAY).count(),
         "drift": sorted((r.metric, r.verdict, r.value) for r in delta_io.read(spark, lake, t.DRIFT_ALERTS)
                         .where(F.col(t.RUN_DATE) == DAY).collect()),
+        "gate": sorted(tuple(r) for r in delta_io.read(spark, lake, t.GATE_DECISIONS)
+                       .drop("mlflow_run_id", "challenger_version", "reason").collect()),
         "metrics": sorted((r.model, r.metric, r.population, r.value) for r in
                           delta_io.read(spark, lake, t.MODEL_METRICS).where(F.col(t.RUN_DATE) == DAY).collect()),
         "recs": sorted(tuple(r) for r in recs.select(t.USER_ID, t.RANK, t.MOVIE_ID, t.SOURCE).collect()),
@@ -52,17 +56,20 @@ def nightly(spark, pipeline_run, nightly_run):
     assert run.run.returncode == 0, output(run.run)[-5000:]
     source = pipeline_run.lake   # what the DAG's copy held before it ran
     before = delta_io.read(spark, source, t.RATINGS_TRAIN).count()
+    initial = before + delta_io.read(spark, source, t.RATINGS_TEST).count()
     week1 = delta_io.read(spark, source, t.RATINGS_BUFFER).where(F.col(t.BATCH_WEEK) == 1).count()
     uri = run.cfg.mlflow.tracking_uri
     return dict(lake=run.lake, env=run.env, uri=uri, pg=run.pg, cfg=run.cfg, before=before,
-                week1=week1, run=run.run, pg_down=run.pg_down, closed_port=run.closed_port,
+                week1=week1, initial=initial, run=run.run, pg_down=run.pg_down, closed_port=run.closed_port,
                 after=snapshot(spark, run.lake, uri, run.pg))
 
 
-def test_one_nightly_run_grows_train_checks_drift_trains_and_publishes(nightly):
+def test_one_nightly_run_adds_arrivals_checks_drift_trains_and_publishes(nightly):
     state, log = nightly["after"], output(nightly["run"])
-    assert state["train"] == nightly["before"] + nightly["week1"] > nightly["before"]
-    assert state["increments"] == nightly["week1"]
+    assert state["train"] == nightly["before"]          # the backtest's train never grows
+    assert state["increments"] == nightly["week1"] > 0
+    assert state["known"] == nightly["initial"] + nightly["week1"]
+    assert f"fitted on {state['known']:,} known ratings" in log
     assert len(state["drift"]) == 6
     assert len(state["metrics"]) > 0 and state["latest_dates"] == [DAY]
     assert state["pg"] == (len(state["recs"]), DAY, DAY)
@@ -70,6 +77,20 @@ def test_one_nightly_run_grows_train_checks_drift_trains_and_publishes(nightly):
     for job in JOBS:
         assert f"jobs/{job}.py" in log
     assert "refit with champion v1's parameters" in log
+
+
+def test_the_gate_judged_tonight_on_arrivals_its_challenger_never_saw(spark, nightly):
+    rows = delta_io.read(spark, nightly["lake"], t.GATE_DECISIONS).where(F.col(t.RUN_DATE) == DAY).collect()
+    assert len(rows) == 1
+    gate = rows[0]
+    # the challenger learned what was known on the pipeline's date; the window is what came after
+    assert (str(gate.training_cutoff), str(gate.window_end)) == (DAY1, DAY)
+    assert gate.training_cutoff < gate.window_end and gate.training_newest_ts <= gate.window_oldest_ts
+    assert gate.window_ratings == nightly["week1"] and gate.window_users >= 3
+    # the same recipe on the same known ratings as champion v1's: no gain beyond noise
+    assert not gate.moved and gate.champion_version == "1"
+    assert gate.ci_low <= 0.0 <= gate.ci_high and "within noise" in gate.reason
+    print(f"gate on {gate.window_users} users: gain {gate.gain:+.4f} [{gate.ci_low:+.4f}, {gate.ci_high:+.4f}]")
 
 
 def test_every_job_rerun_for_the_same_date_changes_no_table(spark, nightly, monkeypatch):
@@ -80,7 +101,7 @@ def test_every_job_rerun_for_the_same_date_changes_no_table(spark, nightly, monk
     assert increment.run(spark, cfg, DAY)["added"] == 0
     drift.run(spark, cfg, DAY)
     refit = train.run(spark, cfg.with_overrides({"train.mode": "refit"}), DAY)
-    assert not refit.gate.moved and "does not beat" in refit.gate.reason
+    assert not refit.gate.moved and "champion stays" in refit.gate.reason
     recommend.run(spark, cfg, DAY)
     smoke.run(spark, cfg, DAY)
     after = snapshot(spark, nightly["lake"], nightly["uri"], nightly["pg"])

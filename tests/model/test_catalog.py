@@ -16,7 +16,7 @@ from movierec.model import catalog
 from movierec.model.base import CvMetric, Fitted, Model
 from movierec.model.baselines import GlobalMean
 from movierec.model.evaluate import evaluate, value
-from movierec.model.train import fit_all
+from movierec.model.catalog import fit_all
 from movierec.model.tuning import chosen_params, cross_validate
 
 START = datetime(2021, 1, 1, tzinfo=timezone.utc)

@@ -1,13 +1,14 @@
-"""The champion gate's decision, by hand: a pure function of two metric tables."""
+"""The champion gate's decisions, by hand: pure functions of two metric tables, or of paired per-user scores."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from movierec.model.gate import decide, primary_value
+from movierec.model.gate import bootstrap_interval, decide, decide_paired, primary_value
 
 
 def table(**values: float) -> pd.DataFrame:
@@ -70,3 +71,36 @@ def test_metric_names_with_underscores_split_at_the_population(primary):
     metric, population = primary.rsplit("_", 1)
     t = pd.DataFrame([{"model": "hybrid", "metric": metric, "population": population, "value": 0.4}])
     assert primary_value(t, "hybrid", primary) == 0.4
+
+
+def _paired(new, old, **kwargs):
+    defaults = dict(metric="ndcg@10", champion_version="3", min_users=5, resamples=2000, seed=1)
+    return decide_paired(np.array(new, float), np.array(old, float), **{**defaults, **kwargs})
+
+
+def test_too_few_window_users_keep_the_champion_and_say_so():
+    v = _paired([1.0] * 4, [0.0] * 4)
+    assert not v.moved and v.users == 4 and "too few to decide, champion v3 stays" in v.reason
+
+
+def test_a_gain_every_user_shares_moves_the_champion_with_its_interval():
+    v = _paired([0.5] * 10, [0.2] * 10)    # every resample's mean gain is exactly 0.3
+    assert v.moved and v.users == 10
+    assert v.gain == pytest.approx(0.3) and v.ci == pytest.approx((0.3, 0.3))
+    assert (v.new_value, v.old_value) == pytest.approx((0.5, 0.2))
+
+
+def test_a_gain_carried_by_one_user_is_noise():
+    # one user gains 1.0, nine lose nothing: the mean gain is 0.1, but about a third of the
+    # resamples leave that user out ((9/10)^10 = 0.35), so the interval reaches 0
+    v = _paired([1.0] + [0.0] * 9, [0.0] * 10)
+    assert not v.moved and v.gain == pytest.approx(0.1)
+    assert v.ci[0] == 0.0 and "within noise" in v.reason
+
+
+def test_the_interval_matches_a_plain_python_bootstrap():
+    values = np.array([0.3, -0.1, 0.2, 0.0, 0.4, 0.1])
+    rng = np.random.default_rng(7)
+    means = [values[rng.integers(0, 6, size=6)].mean() for _ in range(500)]
+    expected = tuple(np.quantile(means, [0.025, 0.975]))
+    assert bootstrap_interval(values, resamples=500, seed=7, chunk=1) == pytest.approx(expected)

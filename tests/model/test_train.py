@@ -79,6 +79,11 @@ def test_the_first_training_becomes_champion(trained, pipeline_run):
     assert champion.tags["gate_reason"].startswith("v1 becomes champion")
     model = mlflow.spark.load_model(tracking.load_champion_uri(cfg["mlflow.model_name"]))
     assert model.stages[0].rank == 16   # the test profile's implicit rank
+    # the backtest scored the train-only fit; the served one learned train and test: 70,585 + 20,167
+    run = client.get_run(run_id)
+    assert run.data.metrics["served.training_ratings"] == 90_752
+    assert run.data.tags["served.known_as_of"] == RUN_DATE
+    assert run.data.metrics["served.training_users"] == 563
 
 
 def test_missing_split_tells_which_job_to_run(spark, make_cfg):

@@ -14,12 +14,13 @@ from pyspark.sql import functions as F
 
 from movierec.core import delta_io, tables as t
 from movierec.core.config import load_config
+from movierec.data.known import known_ratings
 from movierec.serve import pg_settings as pgs, recommend, serving_sql
 from tests.background import NIGHTLY_DATE as DAY2
 from tests.helpers import K, PIPELINE_DATE as DAY1, copy_lake
 
-USERS_DAY1 = 453  # users with train ratings in the real ml-latest-small split
-USERS = 458       # and after the first night's increment (buffer week 1)
+USERS_DAY1 = 563  # users with a train or test rating in the real ml-latest-small split
+USERS = 565       # and after the first night's arrivals (buffer week 1)
 
 
 @pytest.fixture(scope="module")
@@ -43,20 +44,23 @@ def _rows(df):
     return sorted(tuple(r) for r in df.select(t.USER_ID, t.RANK, t.MOVIE_ID, t.SCORE, t.SOURCE).collect())
 
 
-def test_every_train_user_gets_k_unseen_movies_ranked_1_to_k(spark, served):
+def test_every_known_user_gets_k_unrated_movies_ranked_1_to_k(spark, served):
     cfg, *_ = served
     lake = cfg.path("lake")
     latest = delta_io.read(spark, lake, t.RECOMMENDATIONS_LATEST)
-    train = delta_io.read(spark, lake, t.RATINGS_TRAIN)
-    n_users = train.select(t.USER_ID).distinct().count()
+    known = known_ratings(spark, lake, DAY2)
+    n_users = known.select(t.USER_ID).distinct().count()
     per_user = latest.groupBy(t.USER_ID).agg(F.count(F.lit(1)).alias("n"),
                                              F.countDistinct(t.MOVIE_ID).alias("movies"),
                                              F.collect_set(t.RANK).alias("ranks"))
     assert per_user.count() == n_users == USERS
     assert per_user.where((F.col("n") != K) | (F.col("movies") != K)).count() == 0
     assert per_user.where(F.size(F.array_except("ranks", F.sequence(F.lit(1), F.lit(K)))) > 0).count() == 0
-    assert latest.join(train, [t.USER_ID, t.MOVIE_ID], "left_semi").count() == 0
+    assert latest.join(known, [t.USER_ID, t.MOVIE_ID], "left_semi").count() == 0
     assert {str(r[0]) for r in latest.select(t.RUN_DATE).distinct().collect()} == {DAY2}
+    # tonight's arrivals are known too: none of them is recommended back
+    arrived = delta_io.read(spark, lake, t.RATINGS_INCREMENTS).where(F.col(t.RUN_DATE) == DAY2)
+    assert arrived.count() > 0 and latest.join(arrived, [t.USER_ID, t.MOVIE_ID], "left_semi").count() == 0
 
 
 def test_postgres_holds_the_same_rows_as_delta(spark, served):
@@ -103,7 +107,7 @@ def _plain(row) -> tuple:
 def test_thin_users_get_the_trending_list_minus_what_they_saw(spark, served):
     cfg, _, params, _ = served
     lake = cfg.path("lake")
-    train = delta_io.read(spark, lake, t.RATINGS_TRAIN)
+    train = known_ratings(spark, lake, DAY2)   # the history the served lists were built from
     min_history = params["min_history"]
     counts = {r[0]: r[1] for r in train.groupBy(t.USER_ID).count().collect()}
     latest = delta_io.read(spark, lake, t.RECOMMENDATIONS_LATEST).toPandas()
@@ -130,13 +134,13 @@ def test_rerun_of_an_older_date_replaces_it_and_latest_keeps_the_newest_run(spar
     assert len(rows_day1) == USERS_DAY1 * K
     again = recommend.run(spark, cfg, DAY1)
     assert again["latest_run_date"] == DAY2
-    # DAY1 replaced, not doubled: now with the users train holds today
+    # DAY1 replaced, not doubled, and again from the ratings known as of DAY1 only
     day1 = delta_io.read(spark, lake, t.RECOMMENDATIONS).where(F.col(t.RUN_DATE) == DAY1)
-    assert day1.count() == again["rows"] == USERS * K
+    assert day1.count() == again["rows"] == USERS_DAY1 * K
     dates = sorted(str(r[0]) for r in delta_io.read(spark, lake, t.RECOMMENDATIONS)
                    .select(t.RUN_DATE).distinct().collect())
     assert dates == [DAY1, DAY2]
-    assert delta_io.read(spark, lake, t.RECOMMENDATIONS).count() == 2 * USERS * K
+    assert delta_io.read(spark, lake, t.RECOMMENDATIONS).count() == (USERS_DAY1 + USERS) * K
     latest_dates = {str(r[0]) for r in delta_io.read(spark, lake, t.RECOMMENDATIONS_LATEST)
                     .select(t.RUN_DATE).distinct().collect()}
     assert latest_dates == {DAY2}

@@ -26,6 +26,7 @@ PRODUCER = {
     tables.POPULAR_MOVIES: "recommend",
     tables.RATINGS_INCREMENTS: "ingest_increment",
     tables.DRIFT_ALERTS: "detect_drift",
+    tables.GATE_DECISIONS: "train_als",
 }
 
 
@@ -77,7 +78,22 @@ def ensure(spark: SparkSession, lake: Path | str, name: str) -> DeltaTable:
                .addColumns(tables.SCHEMAS[name]))
     if partition_by:
         builder = builder.partitionedBy(*partition_by)
-    return builder.execute()
+    table = builder.execute()
+    _add_new_columns(spark, lake, name, table)
+    return table
+
+
+def _add_new_columns(spark: SparkSession, lake, name: str, table: DeltaTable) -> None:
+    """A lake written before a nullable column was declared gets the column (null in old rows)."""
+    have = set(table.toDF().columns)
+    missing = [f for f in tables.SCHEMAS[name].fields if f.name not in have]
+    if not missing:
+        return
+    if any(not f.nullable for f in missing):
+        raise UserError(f"table {name!r} at {table_path(lake, name)} lacks required columns "
+                        f"{[f.name for f in missing]}: rerun `{PRODUCER.get(name, 'its job')}`")
+    columns = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in missing)
+    spark.sql(f"ALTER TABLE delta.`{table_path(lake, name)}` ADD COLUMNS ({columns})")
 
 
 def conform(df: DataFrame, name: str) -> DataFrame:

@@ -129,6 +129,9 @@ class TrainSettings(Section):
     baseline_model: Name
     primary_metric: PrimaryMetric
     gate_min_improvement: NonNegativeFloat
+    gate_window_days: PositiveInt
+    gate_min_users: PositiveInt
+    gate_bootstrap: PositiveInt
     min_train_ratings: PositiveInt
     als_blocks: NonNegativeInt
     cv: CvSettings

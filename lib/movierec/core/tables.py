@@ -21,8 +21,9 @@ MODEL_METRICS = "model_metrics"
 RECOMMENDATIONS = "recommendations"              # every run, partitioned by run_date
 RECOMMENDATIONS_LATEST = "recommendations_latest"  # exactly one complete run: what apps read
 POPULAR_MOVIES = "popular_movies"                # the list for users not in recommendations
-RATINGS_INCREMENTS = "ratings_increments"        # each nightly slice added to ratings_train
+RATINGS_INCREMENTS = "ratings_increments"        # every arrived rating, with its arrival
 DRIFT_ALERTS = "drift_alerts"                    # one row per drift metric per run date
+GATE_DECISIONS = "gate_decisions"                # one row per champion gate: evidence and verdict
 
 # Columns.
 USER_ID = "user_id"
@@ -38,6 +39,7 @@ RELEVANCE = "relevance"
 IMDB_ID = "imdb_id"
 TMDB_ID = "tmdb_id"
 BATCH_WEEK = "batch_week"
+ARRIVAL_SOURCE = "arrival_source"   # where an arrived rating came from: a buffer week or a file
 RANK = "rank"
 SCORE = "score"
 RUN_DATE = "run_date"
@@ -150,6 +152,7 @@ SCHEMAS[POPULAR_MOVIES] = T.StructType([
 SCHEMAS[RATINGS_INCREMENTS] = T.StructType(SCHEMAS[RATINGS].fields + [
     T.StructField(RUN_DATE, T.DateType(), False),
     T.StructField(BATCH_WEEK, T.IntegerType(), True),   # the replayed buffer week, if replayed
+    T.StructField(ARRIVAL_SOURCE, T.StringType(), True),  # nullable: added to existing lakes
 ])
 SCHEMAS[DRIFT_ALERTS] = T.StructType([
     T.StructField(RUN_DATE, T.DateType(), False),
@@ -158,6 +161,26 @@ SCHEMAS[DRIFT_ALERTS] = T.StructType([
     T.StructField("threshold", T.DoubleType(), False),
     T.StructField("verdict", T.StringType(), False),      # ok | drift
     T.StructField("detail", T.StringType(), False),
+])
+SCHEMAS[GATE_DECISIONS] = T.StructType([
+    T.StructField(RUN_DATE, T.DateType(), False),
+    T.StructField("mlflow_run_id", T.StringType(), False),
+    T.StructField("challenger_version", T.StringType(), False),
+    T.StructField("champion_version", T.StringType(), False),   # after the decision
+    T.StructField("moved", T.BooleanType(), False),
+    T.StructField("reason", T.StringType(), False),
+    T.StructField("metric", T.StringType(), True),
+    T.StructField("training_cutoff", T.DateType(), True),       # the challenger knew ratings up to here
+    T.StructField("window_end", T.DateType(), True),            # and was judged on arrivals after it, to here
+    T.StructField("window_users", T.LongType(), True),
+    T.StructField("window_ratings", T.LongType(), True),
+    T.StructField("training_newest_ts", T.TimestampType(), True),
+    T.StructField("window_oldest_ts", T.TimestampType(), True),
+    T.StructField("challenger_value", T.DoubleType(), True),
+    T.StructField("champion_value", T.DoubleType(), True),
+    T.StructField("gain", T.DoubleType(), True),
+    T.StructField("ci_low", T.DoubleType(), True),
+    T.StructField("ci_high", T.DoubleType(), True),
 ])
 PARTITION_BY: dict[str, tuple[str, ...]] = {RECOMMENDATIONS: (RUN_DATE,), POPULAR_MOVIES: (RUN_DATE,)}
 SCHEMAS[RATINGS_TRAIN] = SCHEMAS[RATINGS]

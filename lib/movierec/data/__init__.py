@@ -6,6 +6,8 @@
 - `release`, `download`, `synthetic`: where a release comes from (a folder, GroupLens, or a
   generated one).
 - `split`: reads ratings; writes ratings_train, ratings_test, ratings_buffer and split_info.
-- `increment`: reads ratings_buffer; merges into ratings_train and logs ratings_increments.
-- `drift`: reads ratings_increments and ratings_train; writes drift_alerts.
+- `increment`: reads ratings_buffer; records tonight's arrivals in ratings_increments.
+- `known`: the ratings known as of a run date (ratings_train + ratings_test + arrivals so far),
+  the one definition production trains and serves from.
+- `drift`: reads the known ratings and tonight's arrivals; writes drift_alerts.
 """

@@ -1,6 +1,6 @@
 """detect_drift: does the new slice of ratings look like the data the model was trained on?
 
-Compares the run date's slice (ratings_increments) with ratings_train before it, one
+Compares the run date's arrivals (ratings_increments) with the ratings known before them, one
 drift_alerts row per metric (value, threshold, verdict), thresholds in config (drift.*):
 - rating_psi: population stability index of the rating histogram (0.1 moderate, 0.25 large);
 - rating_chi2_p: chi-square two-sample test of the histograms (a p-value below the threshold
@@ -25,6 +25,7 @@ from scipy import stats
 from movierec.core import delta_io, tables as t
 from movierec.core.config import Config
 from movierec.core.errors import UserError
+from movierec.data import known
 
 log = logging.getLogger(__name__)
 OK, DRIFT = "ok", "drift"   # verdicts of a drift_alerts row; DRIFT calls for retraining
@@ -109,7 +110,7 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> dict:
     if new.limit(1).count() == 0:
         raise DriftError(f"no new ratings for {run_date} in ratings_increments: run `ingest_increment` "
                          f"for that date first (or the buffer is used up)")
-    base = delta_io.read(spark, lake, t.RATINGS_TRAIN).join(new, list(t.SCHEMAS[t.RATINGS].names), "left_anti")
+    base = known.known_ratings(spark, lake, known.day_before(run_date))   # what was known before tonight
     rows = [(date.fromisoformat(run_date), m, v, th, verdict(m, v, th), d) for m, v, th, d in measure(base, new, cfg)]
     delta_io.overwrite(spark.createDataFrame(rows, t.SCHEMAS[t.DRIFT_ALERTS]), lake, t.DRIFT_ALERTS,
                        replace_where=f"{t.RUN_DATE} = DATE'{run_date}'")

@@ -1,9 +1,11 @@
-"""ingest_increment: the next slice of new ratings, appended to ratings_train exactly once.
+"""ingest_increment: tonight's new ratings, recorded once as arrivals in ratings_increments.
 
-With the MovieLens replay, the next slice is the next weekly batch of ratings_buffer (the last
-10% by time). Each run date takes at most one batch, recorded in ratings_increments, so a rerun
-for the same date finds its batch there and adds nothing; the MERGE on (user_id, movie_id, ts)
-makes even a half-finished earlier attempt safe to repeat.
+With the MovieLens replay, tonight's ratings are the next weekly batch of ratings_buffer (the
+last 10% by time). Each run date takes at most one batch; the batch's rows, stamped with the run
+date and their source, are MERGEd into ratings_increments on (user_id, movie_id, ts) in one
+commit, so a rerun for the same date finds its batch there and adds nothing, and a killed run
+left either all of the batch or none of it. The backtest's ratings_train and ratings_test are
+never touched: production reads `known.known_ratings` instead.
 """
 
 from __future__ import annotations
@@ -37,11 +39,11 @@ def next_batch(spark: SparkSession, lake, run_date: str) -> tuple[int | None, bo
     return upcoming, False
 
 
-def merge_into_train(spark: SparkSession, lake, rows: DataFrame) -> None:
-    """Inserts the rows ratings_train lacks; rows it has are left alone (idempotent)."""
-    target = delta_io.delta_table(spark, lake, t.RATINGS_TRAIN)
-    on = " AND ".join(f"train.{c} = new.{c}" for c in KEY)
-    (target.alias("train").merge(delta_io.conform(rows, t.RATINGS_TRAIN).alias("new"), on)
+def record_arrivals(spark: SparkSession, lake, rows: DataFrame) -> None:
+    """Inserts the arrivals ratings_increments lacks (by KEY); those it has are left alone."""
+    target = delta_io.ensure(spark, lake, t.RATINGS_INCREMENTS)
+    on = " AND ".join(f"known.{c} = new.{c}" for c in KEY)
+    (target.alias("known").merge(delta_io.conform(rows, t.RATINGS_INCREMENTS).alias("new"), on)
      .whenNotMatchedInsertAll().execute())
 
 
@@ -52,20 +54,22 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> dict:
     if week is None:
         log.info("ratings_buffer is used up: no new ratings for %s", run_date)
         return {"run_date": run_date, "batch_week": None, "added": 0}
-    train_before = delta_io.read(spark, lake, t.RATINGS_TRAIN).count()
+    before = _arrived(spark, lake)
     with stage(log, f"increment {run_date}: buffer week {week}") as st:
         batch = (delta_io.read(spark, lake, t.RATINGS_BUFFER).where(F.col(t.BATCH_WEEK) == week)
-                 .withColumn(t.RUN_DATE, F.lit(run_date).cast("date")))
-        # ratings_train first, the log row second: a crash in between is repaired by the rerun,
-        # whose MERGE finds the rows already there
-        merge_into_train(spark, lake, batch)
-        if not taken:
-            delta_io.append(batch, lake, t.RATINGS_INCREMENTS)
+                 .withColumn(t.RUN_DATE, F.lit(run_date).cast("date"))
+                 .withColumn(t.ARRIVAL_SOURCE, F.lit(f"ratings_buffer week {week}")))
+        record_arrivals(spark, lake, batch)
         st.rows = batch.count()
-    added = delta_io.read(spark, lake, t.RATINGS_TRAIN).count() - train_before
+    after = _arrived(spark, lake)
     if taken:
         log.info("run date %s already took buffer week %d: %d rows added now (a rerun adds none)",
-                 run_date, week, added)
-    log.info("ratings_train: %s -> %s rows", f"{train_before:,}", f"{train_before + added:,}")
-    return {"run_date": run_date, "batch_week": week, "slice_rows": st.rows, "added": added,
-            "train_rows": train_before + added}
+                 run_date, week, after - before)
+    log.info("ratings_increments: %s -> %s arrived ratings", f"{before:,}", f"{after:,}")
+    return {"run_date": run_date, "batch_week": week, "slice_rows": st.rows,
+            "added": after - before, "arrived_rows": after}
+
+
+def _arrived(spark: SparkSession, lake) -> int:
+    return delta_io.read(spark, lake, t.RATINGS_INCREMENTS).count() \
+        if delta_io.exists(spark, lake, t.RATINGS_INCREMENTS) else 0

@@ -4,9 +4,13 @@ config section (core/settings.py and conf/base.yaml)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from pyspark.sql import DataFrame
+
 from movierec.core.config import Config, ConfigError
 from movierec.model.als import AlsBiased, AlsImplicit, AlsPlain
-from movierec.model.base import Model, Servable
+from movierec.model.base import Fitted, Model, Servable
 from movierec.model.baselines import Bias, GlobalMean, Popular, PopularRecent, Trending
 from movierec.model.hybrid import Hybrid
 
@@ -36,3 +40,22 @@ def build(cfg: Config) -> dict[str, Model]:
 
 def served(cfg: Config) -> Servable:
     return build(cfg)[cfg.train.served_model]
+
+
+def with_requirements(models: dict[str, Model], name: str) -> dict[str, Model]:
+    """`name` and every model it requires, transitively, in the catalog's fitting order."""
+    wanted, todo = set(), [name]
+    while todo:
+        current = todo.pop()
+        if current not in wanted:
+            wanted.add(current)
+            todo.extend(models[current].requires)
+    return {n: m for n, m in models.items() if n in wanted}
+
+
+def fit_all(models: Mapping[str, Model], train: DataFrame, params: Mapping[str, dict]) -> dict[str, Fitted]:
+    """Every model fitted on `train` with its chosen parameters, each after those it requires."""
+    fitted: dict[str, Fitted] = {}
+    for name, model in models.items():
+        fitted[name] = model.fit(train, params[name], {d: fitted[d] for d in model.requires})
+    return fitted

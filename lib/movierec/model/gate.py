@@ -1,12 +1,17 @@
-"""The champion gate's decision: a pure function of the challenger's and the champion's metric
-tables (model, metric, population, value), so it is tested by hand cases. tracking.py applies
-it to the registry."""
+"""The champion gate's decisions, pure functions tested by hand cases; tracking.py applies them
+to the registry.
+
+- `decide`: on two backtest metric tables (model, metric, population, value).
+- `decide_paired`: the nightly prequential gate (model/prequential.py), on per-user scores of
+  the same users, with a paired bootstrap so that noise never moves the champion.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 
@@ -56,3 +61,51 @@ def decide(challenger: pd.DataFrame, champion: pd.DataFrame | None, *, model: st
                                        f"({direction} is better, min improvement {min_improvement:g})")
     return Verdict(False, new, old, f"{primary}={new!r} does not beat {label}'s {old!r} by more "
                                     f"than {min_improvement:g} ({direction} is better)")
+
+
+@dataclass(frozen=True)
+class PairedVerdict(Verdict):
+    users: int = 0
+    gain: float = float("nan")
+    ci: tuple[float, float] = (float("nan"), float("nan"))
+
+
+def decide_paired(challenger: np.ndarray, champion: np.ndarray, *, metric: str,
+                  champion_version: str | None, min_users: int, min_improvement: float = 0.0,
+                  resamples: int = 2000, seed: int = 0, level: float = 0.95) -> PairedVerdict:
+    """The prequential gate: `challenger[i]` and `champion[i]` score the same user i on ratings
+    neither model was trained on. The challenger moves in only when the lower end of the paired
+    bootstrap interval of the mean gain exceeds min_improvement; with fewer than min_users users
+    the sample is too small to tell, and the champion stays."""
+    new_scores, old_scores = np.asarray(challenger, float), np.asarray(champion, float)
+    if new_scores.shape != old_scores.shape:
+        raise ValueError(f"paired scores differ in shape: {new_scores.shape} vs {old_scores.shape}")
+    n = len(new_scores)
+    new = float(new_scores.mean()) if n else float("nan")
+    old = float(old_scores.mean()) if n else float("nan")
+    label = f"champion v{champion_version}" if champion_version else "the champion"
+    if n < min_users:
+        return PairedVerdict(False, new, old, f"{n} users in the window, fewer than "
+                             f"train.gate_min_users={min_users}: too few to decide, {label} stays", n)
+    diff = new_scores - old_scores
+    low, high = bootstrap_interval(diff, resamples=resamples, seed=seed, level=level)
+    gain = float(diff.mean())
+    summary = (f"{metric} {new:.4f} vs {label}'s {old:.4f} on {n} window users: gain {gain:+.4f}, "
+               f"{level:.0%} paired bootstrap [{low:+.4f}, {high:+.4f}]")
+    if low > min_improvement:
+        return PairedVerdict(True, new, old, f"{summary} is beyond noise", n, gain, (low, high))
+    return PairedVerdict(False, new, old, f"{summary} is within noise (needs the interval above "
+                         f"{min_improvement:g})", n, gain, (low, high))
+
+
+def bootstrap_interval(values: np.ndarray, *, resamples: int, seed: int, level: float = 0.95,
+                       chunk: int = 200) -> tuple[float, float]:
+    """Percentile interval of the mean of `values` over bootstrap resamples, drawn in chunks so
+    memory stays at chunk x n whatever the number of resamples."""
+    rng, n, means = np.random.default_rng(seed), len(values), []
+    for start in range(0, resamples, chunk):
+        picks = rng.integers(0, n, size=(min(chunk, resamples - start), n))
+        means.append(values[picks].mean(axis=1))
+    tail = (1 - level) / 2
+    low, high = np.quantile(np.concatenate(means), [tail, 1 - tail])
+    return float(low), float(high)

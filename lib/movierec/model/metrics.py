@@ -90,22 +90,7 @@ def ranking_metrics_by_model(recs: DataFrame, models: list[str], truth: DataFram
     `models`; {model: {"all": ..., "warm": ..., "cold": ...}}, warm users being those in
     known_users (user_id), cold the others (only "all" without known_users). A user's relevant
     items depend neither on the model nor on the population, so one pass serves them all."""
-    if k < 1:
-        raise ValueError(f"k must be positive, got {k}")
-    _require(recs, [MODEL, t.USER_ID, t.MOVIE_ID, RANK], "recs")
-    _require(truth, [t.USER_ID, t.MOVIE_ID, t.RATING], "truth")
-
-    relevant = (truth.where(F.col(t.RATING) >= relevant_threshold)
-                .groupBy(t.USER_ID).agg(F.collect_set(t.MOVIE_ID).alias("label")))
-    # collect_list order is not guaranteed: sort (rank, movie_id) structs, then keep the ids.
-    ranked = (recs.where(F.col(RANK) <= k)
-              .groupBy(MODEL, t.USER_ID)
-              .agg(F.array_sort(F.collect_list(F.struct(RANK, t.MOVIE_ID))).alias("recs"))
-              .select(MODEL, t.USER_ID, F.transform("recs", lambda r: r[t.MOVIE_ID]).alias("prediction")))
-    names = recs.sparkSession.createDataFrame([(m,) for m in models], f"{MODEL} string")
-    # every model is judged on every evaluated user, with or without a list for them
-    per_user = (relevant.crossJoin(F.broadcast(names))
-                .join(ranked, on=[MODEL, t.USER_ID], how="left"))
+    per_user = _lists_and_labels(recs, models, truth, k, relevant_threshold)
     populations = {"all": F.lit(True)}
     if known_users is not None:
         known = known_users.select(t.USER_ID).distinct().withColumn("warm", F.lit(True))
@@ -113,10 +98,9 @@ def ranking_metrics_by_model(recs: DataFrame, models: list[str], truth: DataFram
         warm = F.coalesce(F.col("warm"), F.lit(False))
         populations.update(warm=warm, cold=~warm)
     per_user = per_user.select(
-        MODEL, F.coalesce("prediction", F.array().cast("array<int>")).alias("prediction"), "label",
+        MODEL, "prediction", "label",
         *[cond.alias(f"in_{name}") for name, cond in populations.items()]).cache()
-    formulas = {name: F.expr(expr.format(flags=_FLAGS, hits=_HITS, k=k))
-                for name, expr in _PER_USER.items()}
+    formulas = {name: _formula(name, k) for name in _PER_USER}
     try:
         rows = {r[MODEL]: r for r in per_user.groupBy(MODEL).agg(*[
             agg for pop in populations for agg in (
@@ -144,3 +128,40 @@ def ranking_metrics_by_model(recs: DataFrame, models: list[str], truth: DataFram
                 values["coverage"] = (coverage[model][pop] if model in coverage else 0) / n_catalog
             result[model][pop] = values
     return result
+
+
+def per_user_scores(recs: DataFrame, truth: DataFrame, k: int, metric: str, *,
+                    relevant_threshold: float = 4.0) -> DataFrame:
+    """(user_id, score): `metric` (one of RANKING) @k of each evaluated user of `truth` (those
+    with a relevant item), 0 for a user without a list: what a paired comparison needs."""
+    if metric not in _PER_USER:
+        raise ValueError(f"unknown ranking metric {metric!r}; known: {list(_PER_USER)}")
+    per_user = _lists_and_labels(recs.withColumn(MODEL, F.lit("")), [""], truth, k, relevant_threshold)
+    return per_user.select(t.USER_ID, _formula(metric, k).alias("score"))
+
+
+def _formula(metric: str, k: int):
+    return F.expr(_PER_USER[metric].format(flags=_FLAGS, hits=_HITS, k=k))
+
+
+def _lists_and_labels(recs: DataFrame, models: list[str], truth: DataFrame, k: int,
+                      relevant_threshold: float) -> DataFrame:
+    """(model, user_id, prediction, label) for every model and every user with a relevant item in
+    truth: prediction the model's top-k ids in rank order (empty without a list), label the
+    user's relevant ids."""
+    if k < 1:
+        raise ValueError(f"k must be positive, got {k}")
+    _require(recs, [MODEL, t.USER_ID, t.MOVIE_ID, RANK], "recs")
+    _require(truth, [t.USER_ID, t.MOVIE_ID, t.RATING], "truth")
+    relevant = (truth.where(F.col(t.RATING) >= relevant_threshold)
+                .groupBy(t.USER_ID).agg(F.collect_set(t.MOVIE_ID).alias("label")))
+    # collect_list order is not guaranteed: sort (rank, movie_id) structs, then keep the ids.
+    ranked = (recs.where(F.col(RANK) <= k)
+              .groupBy(MODEL, t.USER_ID)
+              .agg(F.array_sort(F.collect_list(F.struct(RANK, t.MOVIE_ID))).alias("recs"))
+              .select(MODEL, t.USER_ID, F.transform("recs", lambda r: r[t.MOVIE_ID]).alias("prediction")))
+    names = recs.sparkSession.createDataFrame([(m,) for m in models], f"{MODEL} string")
+    # every model is judged on every evaluated user, with or without a list for them
+    return (relevant.crossJoin(F.broadcast(names))
+            .join(ranked, on=[MODEL, t.USER_ID], how="left")
+            .withColumn("prediction", F.coalesce("prediction", F.array().cast("array<int>"))))

@@ -29,7 +29,7 @@ from mlflow.exceptions import MlflowException
 from movierec.core.config import Config
 from movierec.core.errors import UserError
 from movierec.core.masking import mask_uri, masked
-from movierec.model.gate import decide
+from movierec.model.gate import Verdict, decide
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -283,6 +283,7 @@ class GateDecision:
     new_value: float
     old_value: float | None
     reason: str
+    verdict: Verdict | None = None   # what decided it (with a paired verdict's users and interval)
 
 
 def load_champion_uri(model_name: str) -> str:
@@ -293,18 +294,23 @@ METRICS_ARTIFACT = "tables/test_metrics.csv"   # what log_table(table, "test_met
 
 
 def register_and_gate(client: mlflow.MlflowClient, model_uri: str, model_name: str, run_id: str,
-                      metrics: pd.DataFrame, *, model: str, primary: str,
-                      higher_is_better: bool = True, min_improvement: float = 0.0) -> GateDecision:
-    """Registers model_uri as a new version; moves `champion` to it if gate.decide says so,
-    comparing `metrics` with the champion run's logged test metrics. The reason goes on the
-    version and on the run; the version is tagged with its `primary` value."""
+                      metrics: pd.DataFrame | None = None, *, model: str, primary: str,
+                      higher_is_better: bool = True, min_improvement: float = 0.0,
+                      judge: Callable[[ModelVersion | None], Verdict] | None = None) -> GateDecision:
+    """Registers model_uri as a new version; moves `champion` to it if the verdict says so:
+    `judge(champion)`'s (the nightly prequential gate), else gate.decide's comparison of
+    `metrics` with the champion run's logged test metrics. The reason goes on the version and
+    on the run; the version is tagged with its `primary` value."""
     _ensure_registered_model(client, model_name)
     source, model_id = _model_source(client, model_uri)
     champion = current_champion(client, model_name)
-    verdict = decide(metrics, champion_metrics(client, champion, model, primary) if champion else None,
-                     model=model, primary=primary, higher_is_better=higher_is_better,
-                     min_improvement=min_improvement,
-                     champion_version=str(champion.version) if champion else None)
+    if judge is not None:
+        verdict = judge(champion)
+    else:
+        verdict = decide(metrics, champion_metrics(client, champion, model, primary) if champion else None,
+                         model=model, primary=primary, higher_is_better=higher_is_better,
+                         min_improvement=min_improvement,
+                         champion_version=str(champion.version) if champion else None)
     new = client.create_model_version(model_name, source, run_id=run_id,
                                       tags={primary: repr(verdict.new_value)}, model_id=model_id)
     if verdict.moved:
@@ -320,7 +326,8 @@ def register_and_gate(client: mlflow.MlflowClient, model_uri: str, model_name: s
     log.info("champion gate for %s: %s", model_name, reason)
     return GateDecision(moved=verdict.moved, version=str(new.version),
                         champion_version=champion_version, metric=primary,
-                        new_value=verdict.new_value, old_value=verdict.old_value, reason=reason)
+                        new_value=verdict.new_value, old_value=verdict.old_value, reason=reason,
+                        verdict=verdict)
 
 
 def champion_metrics(client: mlflow.MlflowClient, champion: ModelVersion, model: str,

@@ -1,18 +1,20 @@
-"""train_als: cross-validate, fit, evaluate against baselines, track in MLflow, gate the champion.
+"""train_als: the backtest decides how to train, then the served model learns all it knows.
 
-Every model of the catalog is fitted on ratings_train only; hyperparameters come from
+Backtest: every model of the catalog is fitted on ratings_train only; hyperparameters come from
 forward-chaining CV on train (tuning.py), or, in refit mode, from the champion's run;
-ratings_test is read once, for the final evaluation (evaluate.py). Nothing here names a model:
-the served one and the baseline the summary compares it with are train.served_model and
-train.baseline_model.
+ratings_test is read once, for the final evaluation (evaluate.py, model_metrics).
+Production: the served model (train.served_model, with the models it requires) is fitted again,
+with those parameters, on every rating known as of the run date (data/known.py), and that fit
+is what is logged, registered and gated. Nothing here names a model.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 import mlflow
 import pandas as pd
@@ -25,9 +27,11 @@ from movierec.core.config import Config
 from movierec.core.errors import UserError
 from movierec.core.logs import stage
 from movierec.core.settings import TrainMode
-from movierec.model import catalog, plots, schedule, tracking
+from movierec.data.known import known_ratings
+from movierec.model import catalog, plots, prequential, schedule, tracking
 from movierec.model.base import Fitted, Model
 from movierec.model.evaluate import RATING_POPULATION, evaluate, value
+from movierec.model.gate import PairedVerdict, Verdict
 from movierec.model.tuning import chosen_params, cross_validate
 
 log = logging.getLogger(__name__)
@@ -46,14 +50,6 @@ class TrainResult:
 
     def value(self, model: str, metric: str, population: str) -> float:
         return value(self.metrics, model, metric, population)
-
-
-def fit_all(models: Mapping[str, Model], train: DataFrame, params: Mapping[str, dict]) -> dict[str, Fitted]:
-    """Every model fitted on `train` with its chosen parameters, each after those it requires."""
-    fitted: dict[str, Fitted] = {}
-    for name, model in models.items():
-        fitted[name] = model.fit(train, params[name], {d: fitted[d] for d in model.requires})
-    return fitted
 
 
 def _check_inputs(spark: SparkSession, lake, cfg: Config) -> tuple[DataFrame, DataFrame, int]:
@@ -101,7 +97,7 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> TrainR
             mlflow.log_params({f"best.{name}.{p}": v for p, v in chosen.items()})
 
         with stage(log, "final fit on all of train"):
-            fitted = fit_all(models, train, params)
+            fitted = catalog.fit_all(models, train, params)
         with stage(log, "evaluation on test") as st:
             table = evaluate(models, fitted, train, test, k=k,
                              threshold=cfg.train.relevant_threshold, n_catalog=n_catalog)
@@ -113,16 +109,66 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> TrainR
         tracking.log_figure(plots.rating_distribution(_rating_counts(train), _rating_counts(test)),
                             "rating_distribution")
 
-        model_uri = models[served].log(fitted[served], params, k)
-        gate = tracking.register_and_gate(client, model_uri, cfg.mlflow.model_name, run_id, table,
-                                          model=served, primary=cfg.train.primary_metric,
-                                          min_improvement=cfg.train.gate_min_improvement)
-    for f in fitted.values():
+        for f in fitted.values():
+            f.release()
+        production, known = _fit_served(spark, lake, models, served, params, run_date)
+        model_uri = models[served].log(production[served], params, k)
+        evidence: dict = {}
+
+        def judge(champion) -> Verdict:
+            if champion is None:
+                return Verdict(True, float("nan"), None, "no champion yet: the first model is served")
+            verdict, found = prequential.judge(spark, cfg, models, params, run_date, str(champion.version))
+            evidence.update(found)
+            return verdict
+
+        gate = tracking.register_and_gate(client, model_uri, cfg.mlflow.model_name, run_id,
+                                          model=served, primary=cfg.train.primary_metric, judge=judge)
+        _record_gate(spark, lake, run_date, run_id, gate, evidence)
+    for f in production.values():
         f.release()
+    known.unpersist()
     train.unpersist()
     result = TrainResult(run_id, params, table, gate)
     _log_summary(result, models)
     return result
+
+
+def _fit_served(spark: SparkSession, lake, models: Mapping[str, Model], served: str,
+                params: Mapping[str, dict], run_date: str) -> tuple[dict[str, Fitted], DataFrame]:
+    """The served model and what it requires, fitted on every rating known as of run_date
+    (returned too: it stays cached while the fitted models use it)."""
+    with stage(log, f"served fit on the ratings known as of {run_date}") as st:
+        known = known_ratings(spark, lake, run_date).persist(StorageLevel.MEMORY_AND_DISK)
+        row = known.agg(F.count(F.lit(1)), F.countDistinct(t.USER_ID), F.max(t.TS)).first()
+        st.rows = row[0]
+        fitted = catalog.fit_all(catalog.with_requirements(dict(models), served), known, params)
+    mlflow.log_metrics({"served.training_ratings": row[0], "served.training_users": row[1]})
+    mlflow.set_tags({"served.known_as_of": run_date, "served.newest_rating_ts": str(row[2])})
+    log.info("served model %s fitted on %s known ratings of %s users (newest %s)", served,
+             f"{row[0]:,}", f"{row[1]:,}", row[2])
+    return fitted, known
+
+
+def _record_gate(spark: SparkSession, lake, run_date: str, run_id: str,
+                 gate: tracking.GateDecision, evidence: dict) -> None:
+    """One gate_decisions row (a rerun of the date replaces it) and the evidence as run tags."""
+    verdict = gate.verdict
+    paired = isinstance(verdict, PairedVerdict)
+    number = lambda v: None if v is None or not math.isfinite(v) else float(v)  # noqa: E731
+    stamp = lambda v: None if v in (None, "None") else datetime.fromisoformat(v)  # noqa: E731
+    day = lambda v: date.fromisoformat(v) if v else None  # noqa: E731
+    row = (date.fromisoformat(run_date), run_id, gate.version, gate.champion_version, gate.moved,
+           gate.reason, evidence.get("metric"), day(evidence.get("training_cutoff")),
+           day(evidence.get("window_end")), evidence.get("window_users"), evidence.get("window_ratings"),
+           stamp(evidence.get("training_newest_ts")), stamp(evidence.get("window_oldest_ts")),
+           number(gate.new_value), number(gate.old_value), number(verdict.gain) if paired else None,
+           number(verdict.ci[0]) if paired else None, number(verdict.ci[1]) if paired else None)
+    delta_io.overwrite(spark.createDataFrame([row], t.SCHEMAS[t.GATE_DECISIONS]), lake,
+                       t.GATE_DECISIONS, replace_where=f"{t.RUN_DATE} = DATE'{run_date}'")
+    if evidence:
+        mlflow.set_tags({f"gate.{k}": str(v) for k, v in evidence.items()})
+        log.info("gate evidence: %s", evidence)
 
 
 def _refit_params(client, cfg: Config, models: Mapping[str, Model]) -> dict[str, dict] | None:

@@ -1,6 +1,6 @@
 """Publishing the champion's lists where people read them.
 
-- `recommend`: reads ratings_train and the registry's champion; writes recommendations,
+- `recommend`: reads the known ratings (data/known.py) and the registry's champion; writes recommendations,
   recommendations_latest and popular_movies, then publishes to PostgreSQL.
 - `pg_settings` (where PostgreSQL is), `pg_schema` (the served tables' DDL), `pg_publish`
   (staging load and atomic swap): the PostgreSQL sink.

@@ -1,4 +1,7 @@
-"""recommend: the champion's top-K for every user in train, published to Delta and PostgreSQL.
+"""recommend: the champion's top-K for every user with a known rating, to Delta and PostgreSQL.
+
+Known means known as of the run date (data/known.py: the initial load plus every arrival so
+far); no list names a movie the user has rated in any known rating.
 
 The champion is the registry's `champion` alias (train_als moves it). The served model
 (train.served_model) loads it back and lists exactly as training evaluated it; for the hybrid:
@@ -23,6 +26,7 @@ from movierec.core.config import Config
 from movierec.core.errors import UserError
 from movierec.core.logs import stage
 from movierec.core.masking import mask_uri
+from movierec.data.known import known_ratings
 from movierec.model import catalog, tracking
 from movierec.model.base import ServedModel, seen_pairs
 from movierec.serve import pg_publish, pg_schema, pg_settings, serving_sql
@@ -55,9 +59,9 @@ def load_champion(spark: SparkSession, cfg: Config, history: DataFrame) -> Champ
     return Champion(name, str(version.version), model)
 
 
-def recommendations(champion: Champion, train: DataFrame, k: int, run_date: str) -> DataFrame:
-    users = train.select(t.USER_ID).distinct()
-    lists = champion.model.recommend(users, k, seen_pairs(train))
+def recommendations(champion: Champion, known: DataFrame, k: int, run_date: str) -> DataFrame:
+    users = known.select(t.USER_ID).distinct()
+    lists = champion.model.recommend(users, k, seen_pairs(known))
     return _stamp(lists, champion, run_date).withColumn(t.MODEL_NAME, F.lit(champion.name))
 
 
@@ -73,9 +77,9 @@ def _stamp(df: DataFrame, champion: Champion, run_date: str) -> DataFrame:
             .withColumn(t.MODEL_VERSION, F.lit(champion.version)))
 
 
-def check(recs: DataFrame, train: DataFrame, k: int) -> tuple[int, int]:
-    """The published contract: every train user has ranks 1..k (k rows, unless the catalog minus
-    what they saw is smaller), no movie twice, no seen movie. Returns (rows, users)."""
+def check(recs: DataFrame, known: DataFrame, k: int) -> tuple[int, int]:
+    """The published contract: every user with a known rating has ranks 1..k (k rows, unless the
+    catalog minus what they rated is smaller), no movie twice, no rated movie. Returns (rows, users)."""
     per_user = recs.groupBy(t.USER_ID).agg(
         F.count(F.lit(1)).alias("n"), F.countDistinct(t.MOVIE_ID).alias("movies"),
         F.min(t.RANK).alias("lo"), F.max(t.RANK).alias("hi")).persist()
@@ -83,11 +87,11 @@ def check(recs: DataFrame, train: DataFrame, k: int) -> tuple[int, int]:
     totals = per_user.agg(F.sum("n").alias("rows"), F.count(F.lit(1)).alias("users"),
                           F.sum(broken.cast("int")).alias("bad"),
                           F.sum((F.col("n") < k).cast("int")).alias("short")).first()
-    missing = train.select(t.USER_ID).distinct().join(per_user, t.USER_ID, "left_anti").count()
+    missing = known.select(t.USER_ID).distinct().join(per_user, t.USER_ID, "left_anti").count()
     per_user.unpersist()
-    seen = recs.join(train.select(t.USER_ID, t.MOVIE_ID), [t.USER_ID, t.MOVIE_ID], "left_semi").count()
+    seen = recs.join(seen_pairs(known), [t.USER_ID, t.MOVIE_ID], "left_semi").count()
     problems = [f"{n:,} {what}" for n, what in ((totals["bad"] or 0, "users with gaps or repeats in ranks"),
-                                               (missing, "train users without a list"),
+                                               (missing, "known users without a list"),
                                                (seen, "recommended movies the user already rated"))
                 if n]
     if problems:
@@ -103,15 +107,15 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> dict:
     # PostgreSQL first: a server that is down or misconfigured fails before the top-K.
     pg = (pg_settings.reachable(pg_settings.connection_settings(cfg))
           if cfg.recommend.publish_postgres else None)
-    train = delta_io.read(spark, lake, t.RATINGS_TRAIN).persist(StorageLevel.MEMORY_AND_DISK)
-    champion = load_champion(spark, cfg, train)
+    known = known_ratings(spark, lake, run_date).persist(StorageLevel.MEMORY_AND_DISK)
+    champion = load_champion(spark, cfg, known)
     this_run = f"{t.RUN_DATE} = DATE'{run_date}'"
 
-    with stage(log, f"top-{k} for every train user") as st:
-        recs = recommendations(champion, train, k, run_date)
+    with stage(log, f"top-{k} for every known user") as st:
+        recs = recommendations(champion, known, k, run_date)
         delta_io.overwrite(recs, lake, t.RECOMMENDATIONS, replace_where=this_run)
         written = delta_io.read(spark, lake, t.RECOMMENDATIONS).where(this_run)
-        st.rows, n_users = check(written, train, k)
+        st.rows, n_users = check(written, known, k)
     delta_io.overwrite(popular_movies(champion, k, run_date), lake, t.POPULAR_MOVIES, replace_where=this_run)
     latest = _publish_latest(spark, lake, cfg.recommend.retention_days)
     summary = {"run_date": run_date, "model": f"{champion.name} v{champion.version}", "rows": st.rows,
@@ -122,7 +126,7 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> dict:
         with stage(log, "publish to PostgreSQL") as st:
             st.rows = publish_postgres(spark, lake, pg)
     champion.model.release()
-    train.unpersist()
+    known.unpersist()
     log.info("recommendations: %s", summary)
     return summary
 

@@ -13,6 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from movierec.core import delta_io, tables as t
+from movierec.data.known import known_ratings
 
 GENRE = "genre"
 PREVIOUS = "recommendations_previous"
@@ -54,7 +55,7 @@ def serving_relations(spark: SparkSession, lake) -> dict[str, DataFrame]:
         t.POPULAR_MOVIES: popular.select(t.RANK, t.MOVIE_ID, t.SCORE, t.MODEL_VERSION, t.RUN_DATE),
         t.MOVIES: movies.select(t.MOVIE_ID, t.TITLE, t.YEAR, t.GENRES),
         MOVIE_GENRES: movie_genres(movies),
-        USER_GENRES: user_genres(delta_io.read(spark, lake, t.RATINGS_TRAIN), movies),
+        USER_GENRES: user_genres(known_ratings(spark, lake, newest), movies),
     }
 
 
