@@ -1,5 +1,10 @@
 """movierec_nightly: ingest the day's increment, check drift, retrain, publish, smoke-test.
 
+Tonight's ratings come from the landing folder in the `movierec_landing` Variable (or
+MOVIEREC_LANDING), else from the replayed buffer. train_als fits the served model on every known
+rating and gates it (or skips, per train.schedule); recommend folds in users with newer ratings,
+scores the lists that were live, and publishes.
+
 Each task is one `spark-submit jobs/<task_id>.py --run-date {{ ds }}` (see dags/README.md for
 the Variables, environment and connections it reads). Nothing here touches Spark, PostgreSQL or
 the metadata DB at parse time: Variables are read by Jinja when a task runs.
@@ -82,8 +87,14 @@ def spark_env() -> dict[str, str]:
     return env | ({"SPARK_LOCAL_IP": local_ip} if local_ip else {})
 
 
+# A landing folder of new rating files for ingest_increment; empty: replay ratings_buffer.
+LANDING = "{{ var.value.get('movierec_landing', %r) }}" % os.environ.get("MOVIEREC_LANDING", "")
+
+
 def job_args(task_id: str) -> list[str]:
     args = ["--profile", PROFILE, "--lake", LAKE, "--run-date", "{{ ds }}"]
+    if task_id == "ingest_increment":
+        return args + ["--source", LANDING]
     return args + ["--mode", TRAIN_MODE] if task_id == "train_als" else args
 
 

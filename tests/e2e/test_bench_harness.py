@@ -34,7 +34,7 @@ def test_the_library_stages_the_bench_times_are_the_ones_the_jobs_log(bench, pip
     logged = {line.split(": stage ", 1)[1].split(": done")[0]
               for line in pipeline_run.output.splitlines() if ": stage " in line and ": done" in line}
     assert {bench.CV, bench.FINAL_FIT, bench.EVALUATION} <= logged
-    assert [name for name in logged if bench.TOP_K.fullmatch(name)] == ["top-100 for every train user"]
+    assert [name for name in logged if bench.TOP_K.fullmatch(name)] == ["top-100 for every known user"]
 
 
 def test_a_call_is_split_into_its_logged_stages_and_the_rest(bench):

@@ -23,10 +23,11 @@ from tests.helpers import ROOT, pg_database
 pytestmark = pytest.mark.bench
 
 FULL_STAGES = ("ingest", "split", "train: cross-validation", "train: final fit", "train: evaluation on test",
-               "train: read + persist train", "recommend: top-100 for all users", "recommend: load champion",
-               "publish to PostgreSQL")
-REFIT_STAGES = ("refit: ingest_increment", "refit: detect_drift", "refit: train: final fit", "refit: train: evaluation on test", "refit: train: read + persist",
-                "refit: recommend: top-100", "refit: recommend: load champion", "refit: publish to PostgreSQL")
+               "train: served model fitted", "train: read + persist train", "recommend: top-100 for all users",
+               "recommend: load champion", "publish to PostgreSQL")
+REFIT_STAGES = ("refit: ingest_increment", "refit: detect_drift", "refit: train: served model fitted",
+                "refit: train: read + persist", "refit: recommend: top-100", "refit: recommend: load champion",
+                "refit: publish to PostgreSQL")
 
 
 def run_bench(script: str, args: list[str], env: dict[str, str], timeout: float = 900) -> str:

@@ -119,6 +119,8 @@ def test_each_task_submits_its_job(probe, job):
     args = task["args"]
     assert args[args.index("--run-date") + 1] == "{{ ds }}"
     assert "--lake" in args and "--profile" in args
+    if job == "ingest_increment":   # the landing folder, when the Variable names one
+        assert "movierec_landing" in args[args.index("--source") + 1]
     assert task["conn_id"] == "spark_movierec"
     assert task["retries"] > 0 and task["backoff"] > 1
 

@@ -71,7 +71,9 @@ def test_one_nightly_run_adds_arrivals_checks_drift_trains_and_publishes(nightly
     assert state["known"] == nightly["initial"] + nightly["week1"]
     assert f"fitted on {state['known']:,} known ratings" in log
     assert len(state["drift"]) == 6
-    assert len(state["metrics"]) > 0 and state["latest_dates"] == [DAY]
+    # a refit night reruns no backtest: train and test are the champion's, and so are its numbers
+    assert state["metrics"] == [] and "the backtest is not rerun" in log
+    assert state["latest_dates"] == [DAY]
     assert state["pg"] == (len(state["recs"]), DAY, DAY)
     assert state["runs"] == 2          # the pipeline's training, and tonight's refit
     for job in JOBS:
@@ -91,6 +93,36 @@ def test_the_gate_judged_tonight_on_arrivals_its_challenger_never_saw(spark, nig
     assert not gate.moved and gate.champion_version == "1"
     assert gate.ci_low <= 0.0 <= gate.ci_high and "within noise" in gate.reason
     print(f"gate on {gate.window_users} users: gain {gate.gain:+.4f} [{gate.ci_low:+.4f}, {gate.ci_high:+.4f}]")
+
+
+def test_tonight_the_live_lists_were_scored_on_the_ratings_that_came_after_them(spark, nightly):
+    lake, k = nightly["lake"], nightly["cfg"].recommend.k
+    rows = {r.metric: r for r in delta_io.read(spark, lake, t.SERVING_METRICS)
+            .where(F.col(t.RUN_DATE) == DAY).collect()}
+    assert set(rows) == {"hit_rate", "precision", "recall", "ndcg", "users",
+                         "new_user_fallback_coverage", "arrived_ratings"}
+    assert all(str(r.live_run_date) == DAY1 and r.k == k for r in rows.values())
+    assert rows["arrived_ratings"].value == nightly["week1"]
+    # plain Python: which week-1 users with a liked rating had one of them on their DAY1 list
+    arrived = delta_io.read(spark, lake, t.RATINGS_INCREMENTS).where(F.col(t.RUN_DATE) == DAY).collect()
+    liked: dict[int, set[int]] = {}
+    for r in arrived:
+        if r.rating >= nightly["cfg"].train.relevant_threshold:
+            liked.setdefault(r.user_id, set()).add(r.movie_id)
+    day1 = delta_io.read(spark, lake, t.RECOMMENDATIONS).where(F.col(t.RUN_DATE) == DAY1).collect()
+    shown: dict[int, set[int]] = {}
+    for r in day1:
+        shown.setdefault(r.user_id, set()).add(r.movie_id)
+    popular = {r.movie_id for r in delta_io.read(spark, lake, t.POPULAR_MOVIES)
+               .where(F.col(t.RUN_DATE) == DAY1).collect()}
+    hits = [bool(movies & shown.get(user, popular)) for user, movies in liked.items()]
+    assert rows["users"].value == len(liked) > 0
+    assert rows["hit_rate"].value == pytest.approx(sum(hits) / len(hits))
+    client = MlflowClient(tracking_uri=nightly["uri"], registry_uri=nightly["uri"])
+    serving = client.get_experiment_by_name(f"{nightly['cfg'].mlflow.experiment}-serving")
+    runs = client.search_runs([serving.experiment_id], filter_string=f"tags.run_date = '{DAY}'")
+    assert len(runs) == 1 and runs[0].data.metrics[f"serving.ndcg_at_{k}"] == pytest.approx(rows["ndcg"].value)
+    assert "plots/serving_metrics.png" in {a.path for a in client.list_artifacts(runs[0].info.run_id, "plots")}
 
 
 def test_every_job_rerun_for_the_same_date_changes_no_table(spark, nightly, monkeypatch):

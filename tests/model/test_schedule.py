@@ -1,4 +1,4 @@
-"""When a nightly run retrains (train.schedule), on hand-made drift_alerts and model_metrics."""
+"""When a nightly run retrains (train.schedule), on hand-made drift_alerts and gate_decisions."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ def test_schedule_policies(spark, make_cfg, lake):
     assert schedule.training_due(spark, on_drift, "2026-01-06") == (True, "drift in rating_psi")
     every = make_cfg(train__schedule="every_n_days", train__every_n_days=7)
     assert schedule.training_due(spark, every, "2026-01-05")[1] == "no training run yet"
-    metrics = [(datetime(2026, 1, 1).date(), "run", "hybrid", "ndcg", "all", 0.3)]
-    delta_io.overwrite(spark.createDataFrame(metrics, t.SCHEMAS[t.MODEL_METRICS]), lake, t.MODEL_METRICS)
+    gated = [(datetime(2026, 1, 1).date(), "run", "2", "1", False, "kept") + (None,) * 12]
+    delta_io.overwrite(spark.createDataFrame(gated, t.SCHEMAS[t.GATE_DECISIONS]), lake, t.GATE_DECISIONS)
     assert not schedule.training_due(spark, every, "2026-01-05")[0]
     assert schedule.training_due(spark, every, "2026-01-08")[0]
     assert schedule.training_due(spark, every, "2026-01-01")[0]   # a rerun of the training date

@@ -5,15 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import shutil
 import signal
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F

@@ -5,6 +5,7 @@ and in PostgreSQL. Later tests here write more runs into a copy of that lake (De
 from __future__ import annotations
 
 import json
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from pyspark.sql import functions as F
 
 from movierec.core import delta_io, tables as t
 from movierec.core.config import load_config
-from movierec.data.known import known_ratings
+from movierec.data.known import known_ratings, record_arrivals
 from movierec.serve import pg_settings as pgs, recommend, serving_sql
 from tests.background import NIGHTLY_DATE as DAY2
 from tests.helpers import K, PIPELINE_DATE as DAY1, copy_lake
@@ -144,6 +145,27 @@ def test_rerun_of_an_older_date_replaces_it_and_latest_keeps_the_newest_run(spar
     latest_dates = {str(r[0]) for r in delta_io.read(spark, lake, t.RECOMMENDATIONS_LATEST)
                     .select(t.RUN_DATE).distinct().collect()}
     assert latest_dates == {DAY2}
+
+
+def test_a_user_whose_first_ratings_arrived_tonight_gets_a_personal_list_without_a_refit(
+        spark, served, tmp_path):
+    cfg, _, params, _ = served
+    lake = copy_lake(cfg.path("lake"), tmp_path / "lake")
+    cfg = cfg.with_overrides({"lake": str(lake)})
+    tonight, newcomer = "2026-11-25", 1_000_001
+    popular = [r[0] for r in known_ratings(spark, lake, DAY2).groupBy(t.MOVIE_ID).count()
+               .orderBy(F.desc("count"), t.MOVIE_ID).limit(max(25, params["min_history"])).collect()]
+    arrived = spark.createDataFrame(
+        [(newcomer, m, 5.0, datetime(2018, 10, 1, tzinfo=timezone.utc), date.fromisoformat(tonight),
+          None, "test") for m in popular], t.SCHEMAS[t.RATINGS_INCREMENTS])
+    record_arrivals(spark, lake, arrived)
+    result = recommend.run(spark, cfg, tonight)       # the champion was fitted as of DAY2
+    assert (result["new_users"], result["changed"], result["folded_in"]) == (1, 1, 1)
+    assert result["users"] == USERS + 1
+    mine = (delta_io.read(spark, lake, t.RECOMMENDATIONS_LATEST).where(F.col(t.USER_ID) == newcomer)
+            .select(t.MOVIE_ID, t.SOURCE).collect())
+    assert len(mine) == K and not {r[0] for r in mine} & set(popular)
+    assert {r[1] for r in mine} == {"model"}           # personal, not the trending fallback
 
 
 def test_runs_past_retention_are_deleted(spark, served):

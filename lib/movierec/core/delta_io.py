@@ -27,6 +27,8 @@ PRODUCER = {
     tables.RATINGS_INCREMENTS: "ingest_increment",
     tables.DRIFT_ALERTS: "detect_drift",
     tables.GATE_DECISIONS: "train_als",
+    tables.SERVING_METRICS: "recommend",
+    tables.LANDING_FILES: "ingest_increment",
 }
 
 

@@ -55,6 +55,10 @@ class IngestSettings(Section):
     force: bool
 
 
+class IncrementSettings(Section):
+    source: str | None   # a landing folder of new rating files; None: replay ratings_buffer
+
+
 class DownloadSettings(Section):
     release: Name
     base_url: Name
@@ -167,6 +171,7 @@ class Settings(Section):
     raw_dir: Name
     spark: SparkSettings
     ingest: IngestSettings
+    increment: IncrementSettings
     download: DownloadSettings
     synthetic: SyntheticSettings
     split: SplitSettings

@@ -24,6 +24,8 @@ POPULAR_MOVIES = "popular_movies"                # the list for users not in rec
 RATINGS_INCREMENTS = "ratings_increments"        # every arrived rating, with its arrival
 DRIFT_ALERTS = "drift_alerts"                    # one row per drift metric per run date
 GATE_DECISIONS = "gate_decisions"                # one row per champion gate: evidence and verdict
+SERVING_METRICS = "serving_metrics"              # the live lists scored on the ratings that came after
+LANDING_FILES = "landing_files"                  # each landed file, once, by checksum, with its counts
 
 # Columns.
 USER_ID = "user_id"
@@ -181,6 +183,22 @@ SCHEMAS[GATE_DECISIONS] = T.StructType([
     T.StructField("gain", T.DoubleType(), True),
     T.StructField("ci_low", T.DoubleType(), True),
     T.StructField("ci_high", T.DoubleType(), True),
+])
+SCHEMAS[SERVING_METRICS] = T.StructType([
+    T.StructField(RUN_DATE, T.DateType(), False),
+    T.StructField("live_run_date", T.DateType(), False),   # the run whose lists were live
+    T.StructField("metric", T.StringType(), False),
+    T.StructField("k", T.IntegerType(), False),
+    T.StructField("value", T.DoubleType(), True),
+])
+SCHEMAS[LANDING_FILES] = T.StructType([
+    T.StructField("checksum", T.StringType(), False),
+    T.StructField("file", T.StringType(), False),
+    T.StructField(RUN_DATE, T.DateType(), False),
+    T.StructField("target_table", T.StringType(), False),   # ratings or movies
+    T.StructField("rows_read", T.LongType(), False),
+    T.StructField("rows_accepted", T.LongType(), False),
+    T.StructField("rows_rejected", T.LongType(), False),
 ])
 PARTITION_BY: dict[str, tuple[str, ...]] = {RECOMMENDATIONS: (RUN_DATE,), POPULAR_MOVIES: (RUN_DATE,)}
 SCHEMAS[RATINGS_TRAIN] = SCHEMAS[RATINGS]

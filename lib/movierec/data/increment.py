@@ -1,6 +1,7 @@
 """ingest_increment: tonight's new ratings, recorded once as arrivals in ratings_increments.
 
-With the MovieLens replay, tonight's ratings are the next weekly batch of ratings_buffer (the
+From files: `--source DIR` takes the new rating and movie files of a landing folder (landing.py).
+With the MovieLens replay (the default), tonight's ratings are the next weekly batch of ratings_buffer (the
 last 10% by time). Each run date takes at most one batch; the batch's rows, stamped with the run
 date and their source, are MERGEd into ratings_increments on (user_id, movie_id, ts) in one
 commit, so a rerun for the same date finds its batch there and adds nothing, and a killed run
@@ -13,15 +14,16 @@ from __future__ import annotations
 import logging
 from datetime import date
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from movierec.core import delta_io, tables as t
 from movierec.core.config import Config
 from movierec.core.logs import stage
+from movierec.data import landing
+from movierec.data.known import record_arrivals
 
 log = logging.getLogger(__name__)
-KEY = (t.USER_ID, t.MOVIE_ID, t.TS)
 
 
 def next_batch(spark: SparkSession, lake, run_date: str) -> tuple[int | None, bool]:
@@ -39,16 +41,10 @@ def next_batch(spark: SparkSession, lake, run_date: str) -> tuple[int | None, bo
     return upcoming, False
 
 
-def record_arrivals(spark: SparkSession, lake, rows: DataFrame) -> None:
-    """Inserts the arrivals ratings_increments lacks (by KEY); those it has are left alone."""
-    target = delta_io.ensure(spark, lake, t.RATINGS_INCREMENTS)
-    on = " AND ".join(f"known.{c} = new.{c}" for c in KEY)
-    (target.alias("known").merge(delta_io.conform(rows, t.RATINGS_INCREMENTS).alias("new"), on)
-     .whenNotMatchedInsertAll().execute())
-
-
 def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> dict:
     run_date = run_date or date.today().isoformat()
+    if cfg.increment.source:
+        return landing.run(spark, cfg, run_date)
     lake = cfg.path("lake")
     week, taken = next_batch(spark, lake, run_date)
     if week is None:

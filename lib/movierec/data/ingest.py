@@ -63,7 +63,7 @@ class IngestResult:
         return sum(f.rejected for f in self.files)
 
 
-def _epoch(year: int) -> int:
+def epoch_of_year(year: int) -> int:
     return int(datetime(year, 1, 1, tzinfo=timezone.utc).timestamp())
 
 
@@ -89,7 +89,7 @@ def rejects_of(rows: DataFrame, spec: FileSpec, digest: str) -> DataFrame:
         F.lit(spec.table).alias("target_table"), F.col(RULE).alias("rule"))
 
 
-def _count(rows: DataFrame, n_lines: int, spec: FileSpec) -> tuple[FileCount, dict[str, int]]:
+def count_by_rule(rows: DataFrame, n_lines: int, spec: FileSpec) -> tuple[FileCount, dict[str, int]]:
     by_rule = {r[RULE]: r["n"] for r in rows.groupBy(RULE).agg(F.count(F.lit(1)).alias("n")).collect()}
     accepted = by_rule.pop(None, 0)
     rejected = sum(by_rule.values())
@@ -137,7 +137,7 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> Ingest
 
 def _ingest(spark: SparkSession, src: OpenedSource, lake: Path, run_id: str, cfg: Config) -> IngestResult:
     result = IngestResult(run_id, str(src.source), src.layout.name, src.checksum)
-    limits = dict(min_epoch=_epoch(cfg["ingest.min_year"]),
+    limits = dict(min_epoch=epoch_of_year(cfg["ingest.min_year"]),
                   max_epoch=int(datetime.now(timezone.utc).timestamp()))
     validated: dict[str, DataFrame] = {}
     movie_ids = None
@@ -147,7 +147,7 @@ def _ingest(spark: SparkSession, src: OpenedSource, lake: Path, run_id: str, cfg
         with stage(log, f"validate {spec.filename}") as st:
             rows, n_lines = validate_file(spark, src, spec, movie_ids=movie_ids, **limits)
             rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
-            counts, by_rule = _count(rows, n_lines, spec)
+            counts, by_rule = count_by_rule(rows, n_lines, spec)
             st.rows = n_lines
         log.info("%s: %s read, %s accepted, %s rejected %s", spec.filename, f"{counts.read:,}",
                  f"{counts.accepted:,}", f"{counts.rejected:,}", by_rule or "")

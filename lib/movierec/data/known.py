@@ -22,6 +22,7 @@ from movierec.core import delta_io, tables as t
 
 RATING_COLUMNS = list(t.SCHEMAS[t.RATINGS].names)
 PAIR = [t.USER_ID, t.MOVIE_ID]
+KEY = (t.USER_ID, t.MOVIE_ID, t.TS)   # an arrival's natural key
 
 
 def initial_load(spark: SparkSession, lake) -> DataFrame:
@@ -59,3 +60,12 @@ def known_ratings(spark: SparkSession, lake, as_of: str | date | None) -> DataFr
 
 def day_before(run_date: str | date) -> str:
     return (date.fromisoformat(str(run_date)) - timedelta(days=1)).isoformat()
+
+
+def record_arrivals(spark: SparkSession, lake, rows: DataFrame) -> None:
+    """Inserts the arrivals ratings_increments lacks (by KEY) in one MERGE; those it has are left
+    alone, so recording the same arrivals twice adds nothing."""
+    target = delta_io.ensure(spark, lake, t.RATINGS_INCREMENTS)
+    on = " AND ".join(f"known.{c} = new.{c}" for c in KEY)
+    (target.alias("known").merge(delta_io.conform(rows, t.RATINGS_INCREMENTS).alias("new"), on)
+     .whenNotMatchedInsertAll().execute())

@@ -38,7 +38,7 @@ def checksum(path: Path) -> str:
     return h.hexdigest()
 
 
-def _first_line(path: Path, encoding: str) -> str:
+def first_line(path: Path, encoding: str) -> str:
     with path.open("r", encoding=encoding, newline="") as fh:
         line = fh.readline()
     return line.lstrip("\ufeff").rstrip("\r\n")
@@ -47,7 +47,7 @@ def _first_line(path: Path, encoding: str) -> str:
 def _check_header(path: Path, spec: FileSpec) -> None:
     if spec.header is None:
         return
-    got = _first_line(path, spec.encoding)
+    got = first_line(path, spec.encoding)
     if got != spec.header:
         raise SourceError(f"{path}: line 1 is {got!r}, expected the header {spec.header!r}")
 

@@ -59,11 +59,13 @@ def factors(model: ALSModel) -> tuple[DataFrame, DataFrame]:
 
 
 def als_lists(model: ALSModel, users: DataFrame, seen: DataFrame | None, k: int,
-              candidates: DataFrame | None = None, item_bias: dict[int, float] | None = None
-              ) -> DataFrame:
+              candidates: DataFrame | None = None, item_bias: dict[int, float] | None = None,
+              user_factors: DataFrame | None = None) -> DataFrame:
     """Top-k unseen movies for `users` (user_id) that the model knows; others get no list.
-    With `candidates` (movie_id), only those movies are ranked; `item_bias` is added to scores."""
-    user_factors, item_factors = factors(model)
+    With `candidates` (movie_id), only those movies are ranked; `item_bias` is added to scores;
+    `user_factors` (user_id, features) replaces the model's own (after a fold-in)."""
+    own_users, item_factors = factors(model)
+    user_factors = own_users if user_factors is None else user_factors
     wanted = user_factors.join(users.select(t.USER_ID).distinct(), t.USER_ID, "inner")
     if candidates is not None:
         item_factors = item_factors.join(candidates.select(t.MOVIE_ID), t.MOVIE_ID, "inner")

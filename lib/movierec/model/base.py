@@ -98,6 +98,11 @@ class ServedModel(Fitted):
     def fallback(self) -> DataFrame:
         """(movie_id, score): what a user the model does not know (a new sign-up) is shown."""
 
+    def fold_in(self, ratings: DataFrame) -> int:
+        """Fresh user factors for the users of `ratings` (all their known ratings), without a
+        refit; returns how many users were folded in. A model without factors needs none."""
+        return 0
+
 
 def seen_pairs(ratings: DataFrame) -> DataFrame:
     return ratings.select(t.USER_ID, t.MOVIE_ID)

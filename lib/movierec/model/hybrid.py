@@ -23,9 +23,10 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from movierec.core import tables as t
-from movierec.model.als import als_lists
+from movierec.model.als import als_lists, factors, implicit_feedback
 from movierec.model.base import CvMetric, Fitted, Servable, ServedModel
 from movierec.model.baselines import SCORE, popularity_lists, trending
+from movierec.model.foldin import fold_in
 from movierec.model.grids import product
 
 log = logging.getLogger(__name__)
@@ -68,14 +69,32 @@ def fill_lists(primary: DataFrame, fallback: DataFrame, k: int) -> DataFrame:
 
 
 class FittedHybrid(ServedModel):
-    def __init__(self, als: ALSModel, trend: DataFrame, history: DataFrame, params: dict):
+    def __init__(self, als: ALSModel, trend: DataFrame, history: DataFrame, params: dict,
+                 fold_in_params: dict | None = None):
         """als: implicit ALS; trend: (movie_id, score) trending scores; history: the ratings
-        whose per-user counts decide who is trusted to the model (min_history)."""
+        whose per-user counts decide who is trusted to the model (min_history);
+        fold_in_params: the implicit ALS's regParam and alpha and the liked-rating threshold
+        (min_rating), which a loaded model needs to fold users in."""
         self.als, self.trend, self.history, self.params = als, trend.persist(), history, params
+        self.fold_in_params, self.user_factors = fold_in_params, None
+
+    def fold_in(self, ratings: DataFrame) -> int:
+        if self.fold_in_params is None:
+            raise ValueError("this hybrid was not loaded with its ALS parameters: cannot fold in")
+        p = self.fold_in_params
+        liked = implicit_feedback(ratings, p["min_rating"])
+        folded = fold_in(liked, factors(self.als)[1], reg=p["regParam"], implicit=True,
+                         alpha=p["alpha"]).persist()
+        own = factors(self.als)[0].join(ratings.select(t.USER_ID).distinct(), t.USER_ID, "left_anti")
+        self.user_factors = own.unionByName(folded).persist()
+        n = folded.count()
+        folded.unpersist()
+        return n
 
     def recommend(self, users: DataFrame, k: int, exclude: DataFrame | None) -> DataFrame:
         model_lists = als_lists(self.als, users, exclude, k,
-                                top_movies(self.trend, self.params["candidates"]))
+                                top_movies(self.trend, self.params["candidates"]),
+                                user_factors=self.user_factors)
         fallback = popularity_lists(self.trend, users, exclude, k)
         return hybrid_lists(model_lists, fallback, history_counts(self.history),
                             self.params["min_history"], k)
@@ -85,6 +104,8 @@ class FittedHybrid(ServedModel):
 
     def release(self) -> None:
         self.trend.unpersist()
+        if self.user_factors is not None:
+            self.user_factors.unpersist()
 
 
 class Hybrid(Servable):
@@ -123,5 +144,8 @@ class Hybrid(Servable):
         params = json.loads((folder / "hybrid.json").read_text())
         trend = (pd.read_csv(folder / "trending.csv")
                  .astype({t.MOVIE_ID: "int32", SCORE: "float32"})[[t.MOVIE_ID, SCORE]])
-        return FittedHybrid(pipeline.stages[0], spark.createDataFrame(trend), history, params)
+        als = params["best_params"]["als_implicit"]
+        fold = {"regParam": als["regParam"], "alpha": als["alpha"],
+                "min_rating": self.cfg.train.implicit.min_rating}
+        return FittedHybrid(pipeline.stages[0], spark.createDataFrame(trend), history, params, fold)
 

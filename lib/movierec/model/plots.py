@@ -51,3 +51,17 @@ def rating_distribution(train: pd.DataFrame, test: pd.DataFrame):
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def serving_over_nights(history: pd.DataFrame):
+    """The served lists' quality night by night (serving_metrics), one line per metric."""
+    rates = history[~history["metric"].isin(["users", "arrived_ratings"])]
+    wide = rates.pivot_table(index="run_date", columns="metric", values="value").sort_index()
+    fig, ax = plt.subplots(figsize=(9, 4))
+    wide.plot(ax=ax, marker="o")
+    k = int(history["k"].iloc[0]) if len(history) else 0
+    ax.set_title(f"Live lists scored on the ratings that arrived after them (@{k})")
+    ax.set_xlabel("run date")
+    ax.set_ylim(bottom=0)
+    fig.tight_layout()
+    return fig

@@ -46,29 +46,41 @@ def window_for(run_date: str, days: int) -> Window:
     return Window((date.fromisoformat(run_date) - timedelta(days=days)).isoformat(), run_date)
 
 
-def served_lists(spark: SparkSession, lake, on_or_before: str, version: str,
-                 users: DataFrame) -> DataFrame | None:
-    """The lists `version` served to `users` on the last run date at or before `on_or_before`:
-    its recommendations, and its popular_movies for users it had none for. None when that run
-    is missing or was served by another version."""
+def last_run(spark: SparkSession, lake, on_or_before: str) -> date | None:
+    """The newest run date in recommendations at or before `on_or_before`."""
     if not delta_io.exists(spark, lake, t.RECOMMENDATIONS):
         return None
-    runs = delta_io.read(spark, lake, t.RECOMMENDATIONS).where(
-        F.col(t.RUN_DATE) <= F.lit(on_or_before).cast("date"))
-    served_on = runs.agg(F.max(t.RUN_DATE)).first()[0]
+    return (delta_io.read(spark, lake, t.RECOMMENDATIONS)
+            .where(F.col(t.RUN_DATE) <= F.lit(on_or_before).cast("date"))
+            .agg(F.max(t.RUN_DATE)).first()[0])
+
+
+def lists_served(spark: SparkSession, lake, on_or_before: str, users: DataFrame
+                 ) -> tuple[date | None, set[str], DataFrame | None]:
+    """(run date, model versions, lists) of the last run at or before `on_or_before`: what
+    `users` were shown, their recommendations, or popular_movies for users the run had no list
+    for. (None, set(), None) when no run is that old."""
+    served_on = last_run(spark, lake, on_or_before)
     if served_on is None:
-        return None
-    lists = runs.where(F.col(t.RUN_DATE) == F.lit(served_on))
+        return None, set(), None
+    lists = delta_io.read(spark, lake, t.RECOMMENDATIONS).where(F.col(t.RUN_DATE) == F.lit(served_on))
     versions = {r[0] for r in lists.select(t.MODEL_VERSION).distinct().collect()}
-    if versions != {version}:
-        log.info("gate: the lists of %s were served by %s, not champion v%s", served_on,
-                 sorted(versions), version)
-        return None
     popular = (delta_io.read(spark, lake, t.POPULAR_MOVIES).where(F.col(t.RUN_DATE) == F.lit(served_on))
                .select(t.MOVIE_ID, t.RANK))
     mine = lists.select(t.USER_ID, t.MOVIE_ID, t.RANK).join(users, t.USER_ID, "left_semi")
     newcomers = users.join(mine.select(t.USER_ID).distinct(), t.USER_ID, "left_anti").crossJoin(popular)
-    return mine.unionByName(newcomers.select(t.USER_ID, t.MOVIE_ID, t.RANK))
+    return served_on, versions, mine.unionByName(newcomers.select(t.USER_ID, t.MOVIE_ID, t.RANK))
+
+
+def served_lists(spark: SparkSession, lake, on_or_before: str, version: str,
+                 users: DataFrame) -> DataFrame | None:
+    """lists_served's lists, if `version` served them; else None."""
+    served_on, versions, lists = lists_served(spark, lake, on_or_before, users)
+    if lists is not None and versions != {version}:
+        log.info("gate: the lists of %s were served by %s, not champion v%s", served_on,
+                 sorted(versions), version)
+        return None
+    return lists
 
 
 def judge(spark: SparkSession, cfg: Config, models: Mapping[str, Model], params: Mapping[str, dict],

@@ -28,9 +28,9 @@ def training_due(spark: SparkSession, cfg: Config, run_date: str) -> tuple[bool,
             return True, f"drift in {', '.join(drifted)}"
         return False, f"no drift on {run_date} (train.schedule=on_drift)"
     every = cfg["train.every_n_days"]
-    if not delta_io.exists(spark, lake, t.MODEL_METRICS):
+    if not delta_io.exists(spark, lake, t.GATE_DECISIONS):   # every training run gates once
         return True, "no training run yet"   # and below: the table exists but is empty
-    last = delta_io.read(spark, lake, t.MODEL_METRICS).agg(F.max(t.RUN_DATE)).first()[0]
+    last = delta_io.read(spark, lake, t.GATE_DECISIONS).agg(F.max(t.RUN_DATE)).first()[0]
     if last is None:
         return True, "no training run yet"
     days = (date.fromisoformat(run_date) - last).days

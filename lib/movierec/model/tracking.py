@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 GATE_REASON_TAG = "gate_reason"     # on the new model version
 RUN_GATE_TAG = "champion_gate"      # on the training run
+SERVED_AS_OF = "served.known_as_of" # on the training run: the date whose known ratings it learned
 MAX_PARAM_VALUE_LENGTH = 6000       # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH in MLflow 3.17
 
 # Stores that are reached over the network: only these get the hard deadline (a local SQLite

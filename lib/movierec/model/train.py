@@ -84,8 +84,9 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> TrainR
         tracking.log_config(cfg)
         mlflow.log_metric("train_ratings", n_train)
         params = _refit_params(client, cfg, models) if cfg.train.mode == TrainMode.REFIT else None
-        mlflow.set_tag("train_mode", "full" if params is None else "refit")
-        if params is None:
+        refit = params is not None
+        mlflow.set_tag("train_mode", "refit" if refit else "full")
+        if not refit:
             with stage(log, "cross-validation on train"):
                 results = cross_validate(train, models, cfg)
             cv_table = pd.DataFrame([row for r in results.values() for row in r.rows])
@@ -95,22 +96,15 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> TrainR
         mlflow.log_dict(params, "best_params.json")
         for name, chosen in params.items():
             mlflow.log_params({f"best.{name}.{p}": v for p, v in chosen.items()})
-
-        with stage(log, "final fit on all of train"):
-            fitted = catalog.fit_all(models, train, params)
-        with stage(log, "evaluation on test") as st:
-            table = evaluate(models, fitted, train, test, k=k,
-                             threshold=cfg.train.relevant_threshold, n_catalog=n_catalog)
-            st.rows = len(table)
-        _log_metrics(table, k)
-        _write_metrics(spark, lake, table, run_date, run_id)
-        tracking.log_table(table, "test_metrics")
-        tracking.log_figure(plots.metrics_vs_baselines(table, k), "metrics_vs_baselines")
-        tracking.log_figure(plots.rating_distribution(_rating_counts(train), _rating_counts(test)),
-                            "rating_distribution")
-
-        for f in fitted.values():
-            f.release()
+        if refit:
+            # ratings_train and ratings_test never change after the split, so the champion's
+            # backtest of these same parameters stands: refitting it would repeat its numbers
+            log.info("refit: the backtest is not rerun (train and test are unchanged since the "
+                     "champion's run chose these parameters)")
+            table = pd.DataFrame(columns=["model", "metric", "population", "value"])
+        else:
+            table = _backtest(spark, lake, models, params, train, test, run_date, run_id,
+                              k=k, threshold=cfg.train.relevant_threshold, n_catalog=n_catalog)
         production, known = _fit_served(spark, lake, models, served, params, run_date)
         model_uri = models[served].log(production[served], params, k)
         evidence: dict = {}
@@ -134,6 +128,26 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> TrainR
     return result
 
 
+def _backtest(spark: SparkSession, lake, models: Mapping[str, Model], params: Mapping[str, dict],
+              train: DataFrame, test: DataFrame, run_date: str, run_id: str, *, k: int,
+              threshold: float, n_catalog: int) -> pd.DataFrame:
+    """Every model fitted on train and scored on test: model_metrics, MLflow, plots."""
+    with stage(log, "final fit on all of train"):
+        fitted = catalog.fit_all(models, train, params)
+    with stage(log, "evaluation on test") as st:
+        table = evaluate(models, fitted, train, test, k=k, threshold=threshold, n_catalog=n_catalog)
+        st.rows = len(table)
+    for f in fitted.values():
+        f.release()
+    _log_metrics(table, k)
+    _write_metrics(spark, lake, table, run_date, run_id)
+    tracking.log_table(table, "test_metrics")
+    tracking.log_figure(plots.metrics_vs_baselines(table, k), "metrics_vs_baselines")
+    tracking.log_figure(plots.rating_distribution(_rating_counts(train), _rating_counts(test)),
+                        "rating_distribution")
+    return table
+
+
 def _fit_served(spark: SparkSession, lake, models: Mapping[str, Model], served: str,
                 params: Mapping[str, dict], run_date: str) -> tuple[dict[str, Fitted], DataFrame]:
     """The served model and what it requires, fitted on every rating known as of run_date
@@ -144,7 +158,7 @@ def _fit_served(spark: SparkSession, lake, models: Mapping[str, Model], served: 
         st.rows = row[0]
         fitted = catalog.fit_all(catalog.with_requirements(dict(models), served), known, params)
     mlflow.log_metrics({"served.training_ratings": row[0], "served.training_users": row[1]})
-    mlflow.set_tags({"served.known_as_of": run_date, "served.newest_rating_ts": str(row[2])})
+    mlflow.set_tags({tracking.SERVED_AS_OF: run_date, "served.newest_rating_ts": str(row[2])})
     log.info("served model %s fitted on %s known ratings of %s users (newest %s)", served,
              f"{row[0]:,}", f"{row[1]:,}", row[2])
     return fitted, known
@@ -213,6 +227,9 @@ def _write_metrics(spark: SparkSession, lake, table: pd.DataFrame, run_date: str
 
 
 def _log_summary(result: TrainResult, models: Mapping[str, Model]) -> None:
+    if result.metrics.empty:
+        log.info("champion: %s", result.gate.reason if result.gate else "not gated")
+        return
     v = result.value
     for name, model in models.items():
         if model.rates:

@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+import mlflow
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -26,10 +27,10 @@ from movierec.core.config import Config
 from movierec.core.errors import UserError
 from movierec.core.logs import stage
 from movierec.core.masking import mask_uri
-from movierec.data.known import known_ratings
-from movierec.model import catalog, tracking
+from movierec.data.known import arrivals, known_ratings
+from movierec.model import catalog, plots, tracking
 from movierec.model.base import ServedModel, seen_pairs
-from movierec.serve import pg_publish, pg_schema, pg_settings, serving_sql
+from movierec.serve import pg_publish, pg_schema, pg_settings, serving_metrics, serving_sql
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class Champion:
     name: str
     version: str
     model: ServedModel
+    known_as_of: str | None   # the run date whose known ratings it was fitted on
 
 
 def load_champion(spark: SparkSession, cfg: Config, history: DataFrame) -> Champion:
@@ -56,7 +58,26 @@ def load_champion(spark: SparkSession, cfg: Config, history: DataFrame) -> Champ
     model = catalog.served(cfg).load(spark, version.run_id, f"models:/{name}/{version.version}", history)
     log.info("champion: %s v%s (run %s): %s", name, version.version, version.run_id,
              {k: v for k, v in model.params.items() if not isinstance(v, dict)})
-    return Champion(name, str(version.version), model)
+    fitted_as_of = client.get_run(version.run_id).data.tags.get(tracking.SERVED_AS_OF)
+    return Champion(name, str(version.version), model, fitted_as_of)
+
+
+def fold_in_changed(spark: SparkSession, lake, champion: Champion, known: DataFrame,
+                    run_date: str) -> dict[str, int]:
+    """Folds into the champion every user with ratings that arrived after the run date it was
+    fitted as of, so that they get a personal list tonight without a refit."""
+    if champion.known_as_of is None or champion.known_as_of >= run_date:
+        return {"changed": 0, "folded_in": 0, "new_users": 0}
+    changed = arrivals(spark, lake, after=champion.known_as_of, until=run_date).select(t.USER_ID).distinct()
+    before = known_ratings(spark, lake, champion.known_as_of).select(t.USER_ID).distinct()
+    counts = {"changed": changed.count(), "folded_in": 0,
+              "new_users": changed.join(before, t.USER_ID, "left_anti").count()}
+    if counts["changed"]:
+        with stage(log, f"fold-in of users with ratings after {champion.known_as_of}") as st:
+            st.rows = champion.model.fold_in(known.join(changed, t.USER_ID, "left_semi"))
+        counts["folded_in"] = st.rows
+    log.info("fold-in: %s", counts)
+    return counts
 
 
 def recommendations(champion: Champion, known: DataFrame, k: int, run_date: str) -> DataFrame:
@@ -109,6 +130,8 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> dict:
           if cfg.recommend.publish_postgres else None)
     known = known_ratings(spark, lake, run_date).persist(StorageLevel.MEMORY_AND_DISK)
     champion = load_champion(spark, cfg, known)
+    folded = fold_in_changed(spark, lake, champion, known, run_date)
+    live = record_serving_metrics(spark, cfg, run_date)
     this_run = f"{t.RUN_DATE} = DATE'{run_date}'"
 
     with stage(log, f"top-{k} for every known user") as st:
@@ -119,7 +142,7 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> dict:
     delta_io.overwrite(popular_movies(champion, k, run_date), lake, t.POPULAR_MOVIES, replace_where=this_run)
     latest = _publish_latest(spark, lake, cfg.recommend.retention_days)
     summary = {"run_date": run_date, "model": f"{champion.name} v{champion.version}", "rows": st.rows,
-               "users": n_users, "latest_run_date": str(latest),
+               "users": n_users, "latest_run_date": str(latest), **folded, "live_lists": live,
                "params": {key: v for key, v in champion.model.params.items()
                           if key in ("min_history", "candidates")}}
     if pg is not None:
@@ -129,6 +152,28 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> dict:
     known.unpersist()
     log.info("recommendations: %s", summary)
     return summary
+
+
+def record_serving_metrics(spark: SparkSession, cfg: Config, run_date: str) -> dict | None:
+    """serving_metrics rows for tonight (a rerun replaces them), their MLflow run in the
+    `<experiment>-serving` experiment, and the plot over all nights in its artifacts."""
+    lake, k = cfg.path("lake"), cfg.recommend.k
+    with stage(log, "score the live lists on tonight's arrivals") as st:
+        table = serving_metrics.score_live_lists(spark, lake, run_date, k, cfg.train.relevant_threshold)
+        st.rows = 0 if table is None else len(table)
+    if table is None:
+        log.info("serving metrics: no earlier run or no arrivals before %s: nothing to score", run_date)
+        return None
+    delta_io.overwrite(spark.createDataFrame(table, t.SCHEMAS[t.SERVING_METRICS]), lake,
+                       t.SERVING_METRICS, replace_where=f"{t.RUN_DATE} = DATE'{run_date}'")
+    history = delta_io.read(spark, lake, t.SERVING_METRICS).toPandas()
+    serving = cfg.with_overrides({"mlflow.experiment": f"{cfg.mlflow.experiment}-serving"})
+    values = dict(zip(table["metric"], table["value"]))
+    with tracking.training_run(serving, run_date, f"serving {run_date}",
+                               tags={"live_run_date": str(table["live_run_date"].iloc[0])}):
+        mlflow.log_metrics({f"serving.{m}_at_{k}": v for m, v in values.items() if v == v})
+        tracking.log_figure(plots.serving_over_nights(history), "serving_metrics")
+    return {m: round(v, 4) for m, v in values.items()}
 
 
 def _publish_latest(spark: SparkSession, lake, retention_days: int) -> date:
