@@ -71,14 +71,22 @@ def run_pipeline(sets: list[str], pg: PgSettings) -> PipelineRun:
     return PipelineRun(load_config("test", sets), done.stdout, pg)
 
 
-def run_nightly(pipeline: PipelineRun, root: Path, pg: PgSettings) -> NightlyRun:
-    from tests.e2e.airflow_cli import DAG_ID, airflow_env, output, run_airflow, run_dags_test
+def migrate_airflow(root: Path) -> Path:
+    """A fresh Airflow home with its metadata DB migrated: started with the pipeline run, which
+    the nightly run waits for anyway."""
+    from tests.e2e.airflow_cli import airflow_env, output, run_airflow
 
     home = root / "airflow_home"
     home.mkdir()
     migrated = run_airflow(["db", "migrate"], airflow_env(home))
     if migrated.returncode != 0:
         raise RuntimeError(f"airflow db migrate failed:\n{output(migrated)[-3000:]}")
+    return home
+
+
+def run_nightly(pipeline: PipelineRun, root: Path, pg: PgSettings, home: Path) -> NightlyRun:
+    from tests.e2e.airflow_cli import DAG_ID, airflow_env, run_airflow, run_dags_test
+
     lake = copy_lake(pipeline.lake, root / "lake")
     shutil.copy(pipeline.cfg.mlflow.tracking_uri.removeprefix("sqlite:///"), root / "mlflow.db")
     uri = f"sqlite:///{root}/mlflow.db"
@@ -103,6 +111,7 @@ class Background:
     def __init__(self):
         self._chain = ThreadPoolExecutor(max_workers=1, thread_name_prefix="suite-pipeline")
         self._side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="suite-cluster")
+        self._migrate = ThreadPoolExecutor(max_workers=1, thread_name_prefix="suite-airflow-db")
         self._pipeline: Future[PipelineRun] | None = None
         self._nightly: Future[NightlyRun] | None = None
         self._cluster: Future | None = None
@@ -125,8 +134,9 @@ class Background:
                 f"mlflow.artifact_root={pipeline_root / 'artifacts'}"]
         self._pipeline = self._chain.submit(run_pipeline, sets, pipeline_pg)
         if "nightly_run" in needed:
+            home = self._migrate.submit(migrate_airflow, nightly_root)
             self._nightly = self._chain.submit(
-                lambda: run_nightly(self._pipeline.result(), nightly_root, nightly_pg))
+                lambda: run_nightly(self._pipeline.result(), nightly_root, nightly_pg, home.result()))
 
     def pipeline(self) -> PipelineRun:
         return self._wait(self._pipeline, "the pipeline run")
@@ -147,7 +157,7 @@ class Background:
             pytest.fail(f"{what} failed: {e}")
 
     def shutdown(self) -> None:
-        for pool in (self._chain, self._side):
+        for pool in (self._chain, self._side, self._migrate):
             pool.shutdown(wait=True, cancel_futures=True)
         if self._cluster is not None and self._cluster.done() and not self._cluster.exception():
             self._cluster.result().cluster.stop()   # also when its tests did not run
