@@ -3,7 +3,9 @@ test needs them, so they overlap with the in-process tests instead of adding to 
 
 - one thread: the README's main job, `spark-submit jobs/pipeline.py` on ml-latest-small (the
   suite's trained and published lake); then one `airflow dags test` of the nightly DAG on a copy
-  of that lake; then `airflow tasks test` of its recommend task with PostgreSQL's port closed;
+  of that lake;
+- one: the Airflow metadata DB of that run, then `airflow tasks test` of its recommend task with
+  PostgreSQL's port closed (in an Airflow home of its own; it fails before reading anything);
 - another: a 2-worker standalone cluster and the jobs submitted to it.
 
 The fixtures that hand them to tests (conftest.pipeline_run and nightly_run,
@@ -84,26 +86,39 @@ def migrate_airflow(root: Path) -> Path:
     return home
 
 
-def run_nightly(pipeline: PipelineRun, root: Path, pg: PgSettings, home: Path) -> NightlyRun:
-    from tests.e2e.airflow_cli import DAG_ID, airflow_env, run_airflow, run_dags_test
+def _nightly_env(root: Path, pg: PgSettings) -> dict[str, str]:
+    return {"MOVIEREC_LAKE": str(root / "lake"), "MOVIEREC_PROFILE": "test",
+            "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db", **env_for(pg)}
 
+
+def run_pg_down(root: Path, pg: PgSettings) -> tuple[subprocess.CompletedProcess, int]:
+    """`airflow tasks test` of recommend with PostgreSQL's port closed, in an Airflow home of its
+    own: the job fails on the port before it reads anything, so it needs neither the pipeline
+    nor the nightly run and runs beside them. Returns the run and the closed port."""
+    from tests.e2e.airflow_cli import DAG_ID, airflow_env, run_airflow
+
+    (root / "pg_down").mkdir()
+    home = migrate_airflow(root / "pg_down")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    env = _nightly_env(root, pg)
+    down = airflow_env(home, **{**env, ENV_PORT: str(closed), "AIRFLOW_VAR_MOVIEREC_LAKE": env["MOVIEREC_LAKE"],
+                                "AIRFLOW_VAR_MOVIEREC_PROFILE": "test"})
+    return run_airflow(["tasks", "test", DAG_ID, "recommend", PG_DOWN_DATE], down, timeout=300), closed
+
+
+def run_nightly(pipeline: PipelineRun, root: Path, pg: PgSettings, home: Path,
+                pg_down: Future) -> NightlyRun:
+    from tests.e2e.airflow_cli import run_dags_test
+
+    env = _nightly_env(root, pg)
     lake = copy_lake(pipeline.lake, root / "lake")
     shutil.copy(pipeline.cfg.mlflow.tracking_uri.removeprefix("sqlite:///"), root / "mlflow.db")
-    uri = f"sqlite:///{root}/mlflow.db"
-    env = {"MOVIEREC_LAKE": str(lake), "MOVIEREC_PROFILE": "test", "MLFLOW_TRACKING_URI": uri,
-           **env_for(pg)}
     run = run_dags_test(home, NIGHTLY_DATE, env)
-    cfg = pipeline.cfg.with_overrides({"lake": str(lake), "mlflow.tracking_uri": uri})
+    cfg = pipeline.cfg.with_overrides({"lake": str(lake), "mlflow.tracking_uri": env["MLFLOW_TRACKING_URI"]})
     nightly = NightlyRun(cfg, env, pg, home, run)
-    if run.returncode == 0:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            nightly.closed_port = s.getsockname()[1]
-        down = airflow_env(home, **{**env, ENV_PORT: str(nightly.closed_port),
-                                    "AIRFLOW_VAR_MOVIEREC_LAKE": str(lake),
-                                    "AIRFLOW_VAR_MOVIEREC_PROFILE": "test"})
-        nightly.pg_down = run_airflow(["tasks", "test", DAG_ID, "recommend", PG_DOWN_DATE], down,
-                                      timeout=300)
+    nightly.pg_down, nightly.closed_port = pg_down.result()
     return nightly
 
 
@@ -135,8 +150,9 @@ class Background:
         self._pipeline = self._chain.submit(run_pipeline, sets, pipeline_pg)
         if "nightly_run" in needed:
             home = self._migrate.submit(migrate_airflow, nightly_root)
+            pg_down = self._migrate.submit(run_pg_down, nightly_root, nightly_pg)
             self._nightly = self._chain.submit(
-                lambda: run_nightly(self._pipeline.result(), nightly_root, nightly_pg, home.result()))
+                lambda: run_nightly(self._pipeline.result(), nightly_root, nightly_pg, home.result(), pg_down))
 
     def pipeline(self) -> PipelineRun:
         return self._wait(self._pipeline, "the pipeline run")
