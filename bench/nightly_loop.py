@@ -39,7 +39,7 @@ def check_night(spark, lake: Path, day: str, previous: str | None, k: int) -> di
     from movierec.data.known import known_ratings
 
     known = known_ratings(spark, lake, day)
-    latest = delta_io.read(spark, lake, t.RECOMMENDATIONS_LATEST)
+    latest = delta_io.read(spark, lake, t.RECOMMENDATIONS).where(F.col(t.RUN_DATE) == day)
     per_user = latest.groupBy(t.USER_ID).count()
     users = known.select(t.USER_ID).distinct()
     before = known_ratings(spark, lake, previous).select(t.USER_ID).distinct() if previous else None
@@ -56,7 +56,7 @@ def check_night(spark, lake: Path, day: str, previous: str | None, k: int) -> di
         out.update(gate_cutoff=str(gate.training_cutoff), gate_window_end=str(gate.window_end),
                    gate_users=gate.window_users, gate_moved=gate.moved, gate_reason=gate.reason)
     if delta_io.exists(spark, lake, t.SERVING_METRICS):
-        out["serving_metrics"] = {r.metric: round(r.value, 4) for r in delta_io.read(spark, lake, t.SERVING_METRICS)
+        out["serving_metrics"] = {r.metric: None if r.value is None else round(r.value, 4) for r in delta_io.read(spark, lake, t.SERVING_METRICS)
                                   .where(F.col(t.RUN_DATE) == day).collect()}
     return out
 
