@@ -147,12 +147,12 @@ def test_rerun_of_an_older_date_replaces_it_and_latest_keeps_the_newest_run(spar
     assert latest_dates == {DAY2}
 
 
-def test_a_user_whose_first_ratings_arrived_tonight_gets_a_personal_list_without_a_refit(
-        spark, served, tmp_path):
+def test_a_newcomer_tonight_gets_a_personal_list_without_a_refit_and_old_runs_expire(spark, served):
+    """One more night on the module's lake (the last test here that writes it): a user whose
+    first ratings arrived tonight is folded in, and runs past the retention are deleted."""
     cfg, _, params, _ = served
-    lake = copy_lake(cfg.path("lake"), tmp_path / "lake")
-    cfg = cfg.with_overrides({"lake": str(lake)})
-    tonight, newcomer = "2026-11-25", 1_000_001
+    lake = cfg.path("lake")
+    tonight, newcomer = "2026-11-27", 1_000_001
     popular = [r[0] for r in known_ratings(spark, lake, DAY2).groupBy(t.MOVIE_ID).count()
                .orderBy(F.desc("count"), t.MOVIE_ID).limit(max(25, params["min_history"])).collect()]
     arrived = spark.createDataFrame(
@@ -164,7 +164,7 @@ def test_a_user_whose_first_ratings_arrived_tonight_gets_a_personal_list_without
     since = (delta_io.read(spark, lake, t.RATINGS_INCREMENTS).where(F.col(t.RUN_DATE) > DAY1)
              .select(t.USER_ID).distinct())
     new = since.join(known_ratings(spark, lake, DAY1).select(t.USER_ID).distinct(), t.USER_ID, "left_anti")
-    result = recommend.run(spark, cfg, tonight)
+    result = recommend.run(spark, cfg.with_overrides({"recommend.retention_days": 3}), tonight)
     assert (result["changed"], result["new_users"]) == (since.count(), new.count())
     liked = (known_ratings(spark, lake, tonight).join(since, t.USER_ID, "left_semi")
              .where(F.col(t.RATING) >= cfg.train.implicit.min_rating).select(t.USER_ID).distinct())
@@ -174,18 +174,9 @@ def test_a_user_whose_first_ratings_arrived_tonight_gets_a_personal_list_without
             .select(t.MOVIE_ID, t.SOURCE).collect())
     assert len(mine) == K and not {r[0] for r in mine} & set(popular)
     assert {r[1] for r in mine} == {"model"}           # personal, not the trending fallback
-
-
-def test_runs_past_retention_are_deleted(spark, served):
-    cfg, *_ = served
-    lake = cfg.path("lake")
-    recommend.run(spark, cfg.with_overrides({"recommend.retention_days": 3}), "2026-11-27")
-    dates = sorted(str(r[0]) for r in delta_io.read(spark, lake, t.RECOMMENDATIONS)
-                   .select(t.RUN_DATE).distinct().collect())
-    assert dates == ["2026-11-27"]  # 11-21 and 11-23 are more than 3 days older
-    popular_dates = {str(r[0]) for r in delta_io.read(spark, lake, t.POPULAR_MOVIES)
-                     .select(t.RUN_DATE).distinct().collect()}
-    assert popular_dates == {"2026-11-27"}
+    for table in (t.RECOMMENDATIONS, t.POPULAR_MOVIES):
+        dates = {str(r[0]) for r in delta_io.read(spark, lake, table).select(t.RUN_DATE).distinct().collect()}
+        assert dates == {tonight}  # 11-21 and 11-23 are more than 3 days older
 
 
 def test_no_champion_is_a_clear_error(spark, served, tmp_path):

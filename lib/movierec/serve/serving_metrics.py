@@ -14,9 +14,10 @@ from datetime import date, timedelta
 
 import pandas as pd
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
-from movierec.core import tables as t
-from movierec.data.known import arrivals, known_ratings
+from movierec.core import delta_io, tables as t
+from movierec.data.known import arrivals
 from movierec.model.metrics import ranking_metrics
 from movierec.model.prequential import last_run, lists_served
 
@@ -40,8 +41,10 @@ def score_live_lists(spark: SparkSession, lake, run_date: str, k: int,
     users = arrived.select(t.USER_ID).distinct()
     _, versions, lists = lists_served(spark, lake, str(live_on), users)
     scores = ranking_metrics(lists, arrived, k, relevant_threshold=relevant_threshold)
-    newcomers = users.join(known_ratings(spark, lake, str(live_on)).select(t.USER_ID).distinct(),
-                           t.USER_ID, "left_anti")
+    # every user known on live_on got a list that night: those without one are the newcomers
+    listed = (delta_io.read(spark, lake, t.RECOMMENDATIONS).where(F.col(t.RUN_DATE) == F.lit(live_on))
+              .select(t.USER_ID).distinct())
+    newcomers = users.join(listed, t.USER_ID, "left_anti")
     theirs = arrived.join(newcomers, t.USER_ID, "left_semi")
     shown = theirs.join(lists.select(t.USER_ID, t.MOVIE_ID), [t.USER_ID, t.MOVIE_ID], "left_semi")
     n_new = theirs.count()
