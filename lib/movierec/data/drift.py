@@ -110,8 +110,10 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> dict:
     if new.limit(1).count() == 0:
         raise DriftError(f"no new ratings for {run_date} in ratings_increments: run `ingest_increment` "
                          f"for that date first (or the buffer is used up)")
-    base = known.known_ratings(spark, lake, known.day_before(run_date))   # what was known before tonight
+    # what was known before tonight; cached: every metric reads it
+    base = known.known_ratings(spark, lake, known.day_before(run_date)).cache()
     rows = [(date.fromisoformat(run_date), m, v, th, verdict(m, v, th), d) for m, v, th, d in measure(base, new, cfg)]
+    base.unpersist()
     delta_io.overwrite(spark.createDataFrame(rows, t.SCHEMAS[t.DRIFT_ALERTS]), lake, t.DRIFT_ALERTS,
                        replace_where=f"{t.RUN_DATE} = DATE'{run_date}'")
     for _, m, v, th, verdict_, d in rows:
