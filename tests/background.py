@@ -25,7 +25,7 @@ import pytest
 
 from movierec.core.config import Config, load_config
 from movierec.serve.pg_settings import ENV_PORT, PgSettings, env_for
-from tests.helpers import PIPELINE_DATE, copy_lake, job_env, pg_database, run_job, tail
+from tests.helpers import PIPELINE_DATE, SIDE_NICENESS, copy_lake, job_env, pg_database, run_job, tail
 
 NIGHTLY_DATE = "2026-11-23"   # a Monday: the nightly refit, no CV
 PG_DOWN_DATE = "2026-11-24"
@@ -75,14 +75,14 @@ def run_pipeline(sets: list[str], pg: PgSettings) -> PipelineRun:
     return PipelineRun(load_config("test", sets), done.stdout, pg)
 
 
-def migrate_airflow(root: Path) -> Path:
+def migrate_airflow(root: Path, niceness: int = 0) -> Path:
     """A fresh Airflow home with its metadata DB migrated: started with the pipeline run, which
     the nightly run waits for anyway."""
     from tests.e2e.airflow_cli import airflow_env, output, run_airflow
 
     home = root / "airflow_home"
     home.mkdir()
-    migrated = run_airflow(["db", "migrate"], airflow_env(home))
+    migrated = run_airflow(["db", "migrate"], airflow_env(home), niceness=niceness)
     if migrated.returncode != 0:
         raise RuntimeError(f"airflow db migrate failed:\n{output(migrated)[-3000:]}")
     return home
@@ -100,14 +100,15 @@ def run_pg_down(root: Path, pg: PgSettings) -> tuple[subprocess.CompletedProcess
     from tests.e2e.airflow_cli import DAG_ID, airflow_env, run_airflow
 
     (root / "pg_down").mkdir()
-    home = migrate_airflow(root / "pg_down")
+    home = migrate_airflow(root / "pg_down", SIDE_NICENESS)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
     env = _nightly_env(root, pg)
     down = airflow_env(home, **{**env, ENV_PORT: str(closed), "AIRFLOW_VAR_MOVIEREC_LAKE": env["MOVIEREC_LAKE"],
                                 "AIRFLOW_VAR_MOVIEREC_PROFILE": "test"})
-    return run_airflow(["tasks", "test", DAG_ID, "recommend", PG_DOWN_DATE], down, timeout=300), closed
+    return run_airflow(["tasks", "test", DAG_ID, "recommend", PG_DOWN_DATE], down, timeout=300,
+                       niceness=SIDE_NICENESS), closed
 
 
 def run_nightly(pipeline: PipelineRun, root: Path, pg: PgSettings, home: Path,

@@ -50,22 +50,13 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> dict:
     if week is None:
         log.info("ratings_buffer is used up: no new ratings for %s", run_date)
         return {"run_date": run_date, "batch_week": None, "added": 0}
-    before = _arrived(spark, lake)
     with stage(log, f"increment {run_date}: buffer week {week}") as st:
         batch = (delta_io.read(spark, lake, t.RATINGS_BUFFER).where(F.col(t.BATCH_WEEK) == week)
                  .withColumn(t.RUN_DATE, F.lit(run_date).cast("date"))
                  .withColumn(t.ARRIVAL_SOURCE, F.lit(f"ratings_buffer week {week}")))
-        record_arrivals(spark, lake, batch)
-        st.rows = batch.count()
-    after = _arrived(spark, lake)
+        st.rows = added = record_arrivals(spark, lake, batch)
     if taken:
         log.info("run date %s already took buffer week %d: %d rows added now (a rerun adds none)",
-                 run_date, week, after - before)
-    log.info("ratings_increments: %s -> %s arrived ratings", f"{before:,}", f"{after:,}")
-    return {"run_date": run_date, "batch_week": week, "slice_rows": st.rows,
-            "added": after - before, "arrived_rows": after}
-
-
-def _arrived(spark: SparkSession, lake) -> int:
-    return delta_io.read(spark, lake, t.RATINGS_INCREMENTS).count() \
-        if delta_io.exists(spark, lake, t.RATINGS_INCREMENTS) else 0
+                 run_date, week, added)
+    log.info("ratings_increments: %s arrived ratings added for %s", f"{added:,}", run_date)
+    return {"run_date": run_date, "batch_week": week, "added": added}

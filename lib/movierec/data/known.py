@@ -62,10 +62,12 @@ def day_before(run_date: str | date) -> str:
     return (date.fromisoformat(str(run_date)) - timedelta(days=1)).isoformat()
 
 
-def record_arrivals(spark: SparkSession, lake, rows: DataFrame) -> None:
+def record_arrivals(spark: SparkSession, lake, rows: DataFrame) -> int:
     """Inserts the arrivals ratings_increments lacks (by KEY) in one MERGE; those it has are left
-    alone, so recording the same arrivals twice adds nothing."""
+    alone, so recording the same arrivals twice adds nothing. Returns the rows inserted (the
+    MERGE's own metrics: no count of the table before and after)."""
     target = delta_io.ensure(spark, lake, t.RATINGS_INCREMENTS)
     on = " AND ".join(f"known.{c} = new.{c}" for c in KEY)
-    (target.alias("known").merge(delta_io.conform(rows, t.RATINGS_INCREMENTS).alias("new"), on)
-     .whenNotMatchedInsertAll().execute())
+    metrics = (target.alias("known").merge(delta_io.conform(rows, t.RATINGS_INCREMENTS).alias("new"), on)
+               .whenNotMatchedInsertAll().execute().first())
+    return int(metrics["num_inserted_rows"]) if metrics is not None else 0
