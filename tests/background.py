@@ -25,7 +25,7 @@ import pytest
 
 from movierec.core.config import Config, load_config
 from movierec.serve.pg_settings import ENV_PORT, PgSettings, env_for
-from tests.helpers import PIPELINE_DATE, SIDE_NICENESS, copy_lake, job_env, pg_database, run_job, tail
+from tests.helpers import PIPELINE_DATE, copy_lake, job_env, pg_database, run_job, tail
 
 NIGHTLY_DATE = "2026-11-23"   # a Monday: the nightly refit, no CV
 PG_DOWN_DATE = "2026-11-24"
@@ -100,15 +100,14 @@ def run_pg_down(root: Path, pg: PgSettings) -> tuple[subprocess.CompletedProcess
     from tests.e2e.airflow_cli import DAG_ID, airflow_env, run_airflow
 
     (root / "pg_down").mkdir()
-    home = migrate_airflow(root / "pg_down", SIDE_NICENESS)
+    home = migrate_airflow(root / "pg_down")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
     env = _nightly_env(root, pg)
     down = airflow_env(home, **{**env, ENV_PORT: str(closed), "AIRFLOW_VAR_MOVIEREC_LAKE": env["MOVIEREC_LAKE"],
                                 "AIRFLOW_VAR_MOVIEREC_PROFILE": "test"})
-    return run_airflow(["tasks", "test", DAG_ID, "recommend", PG_DOWN_DATE], down, timeout=300,
-                       niceness=SIDE_NICENESS), closed
+    return run_airflow(["tasks", "test", DAG_ID, "recommend", PG_DOWN_DATE], down, timeout=300), closed
 
 
 def run_nightly(pipeline: PipelineRun, root: Path, pg: PgSettings, home: Path,
