@@ -75,14 +75,14 @@ def run_pipeline(sets: list[str], pg: PgSettings) -> PipelineRun:
     return PipelineRun(load_config("test", sets), done.stdout, pg)
 
 
-def migrate_airflow(root: Path, niceness: int = 0) -> Path:
+def migrate_airflow(root: Path) -> Path:
     """A fresh Airflow home with its metadata DB migrated: started with the pipeline run, which
     the nightly run waits for anyway."""
     from tests.e2e.airflow_cli import airflow_env, output, run_airflow
 
     home = root / "airflow_home"
     home.mkdir()
-    migrated = run_airflow(["db", "migrate"], airflow_env(home), niceness=niceness)
+    migrated = run_airflow(["db", "migrate"], airflow_env(home))
     if migrated.returncode != 0:
         raise RuntimeError(f"airflow db migrate failed:\n{output(migrated)[-3000:]}")
     return home

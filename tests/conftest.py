@@ -30,14 +30,12 @@ def _uses(items, names) -> set[str]:
 
 
 def pytest_collection_modifyitems(items):
-    """Modules that wait for the background runs go last (nightly users after pipeline users,
-    the cluster's last of all: it runs at low priority), so the in-process tests run while those
-    runs work; each module stays in one piece."""
+    """Modules that wait for the background runs go last (nightly users last of all), so the
+    in-process tests run while those runs work; each module stays in one piece."""
     by_module: dict[str, list] = {}
     for item in items:
         by_module.setdefault(item.module.__name__, []).append(item)
-    rank = {module: (bool(_uses(its, {"cluster_run"})), bool(_uses(its, {"nightly_run"})),
-                     bool(_uses(its, BACKGROUND)))
+    rank = {module: (bool(_uses(its, {"nightly_run"})), bool(_uses(its, BACKGROUND)))
             for module, its in by_module.items()}
     items.sort(key=lambda item: rank[item.module.__name__])
 

@@ -24,14 +24,6 @@ K = 100                        # recommend.k of that run
 # about 20% faster (detect_drift on ml-latest-small: 24 s against 30 s). Tests only; jobs at
 # scale want C2.
 TEST_JVM_OPTS = {"SPARK_SUBMIT_OPTS": "-XX:TieredStopAtLevel=1"}
-# The standalone cluster run, which no test waits for until the last module, runs at this lower
-# priority: it takes the CPU the pipeline -> nightly chain and the in-process tests leave,
-# instead of slowing that chain, which the suite's wall time follows. (At 10 it starved.)
-SIDE_NICENESS = 5
-
-
-def niced(cmd: list[str], niceness: int = SIDE_NICENESS) -> list[str]:
-    return ["nice", "-n", str(niceness), *cmd] if niceness else cmd
 
 
 def write_release(folder: Path, files: dict[str, str], encoding: str = "utf-8") -> Path:

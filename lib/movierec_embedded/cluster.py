@@ -74,7 +74,6 @@ class Cluster:
     worker_webui_ports: list[int]
     cores_per_worker: int
     memory_per_worker: str
-    niceness: int = 0   # scheduling priority of the daemons, inherited by their executors
 
     # -- where things are --------------------------------------------------------------------
     @property
@@ -123,7 +122,6 @@ class Cluster:
             SPARK_WORKER_DIR=str(self.worker_dir),
             SPARK_LOCAL_DIRS=str(self.local_dir),
             SPARK_IDENT_STRING="movierec",
-            SPARK_NICENESS=str(self.niceness),
         )
         return env
 
@@ -263,7 +261,7 @@ class Cluster:
 
 def start_cluster(work_dir: Path, workers: int = 2, cores_per_worker: int = 1,
                   memory_per_worker: str = "1g", host: str = "127.0.0.1",
-                  timeout: float = 90.0, niceness: int = 0) -> Cluster:
+                  timeout: float = 90.0) -> Cluster:
     """Starts a master and `workers` workers on free ports and waits until all are ALIVE.
     Raises ClusterError (with the tail of the daemon logs) if they are not within `timeout`."""
     if workers < 1:
@@ -273,8 +271,7 @@ def start_cluster(work_dir: Path, workers: int = 2, cores_per_worker: int = 1,
         raise ClusterError(f"a cluster seems to be running in {work_dir} already: stop it with "
                            f"`python -m movierec_embedded.cluster stop --work-dir {work_dir}`")
     port, webui, *worker_uis = free_ports(2 + workers, host)
-    cluster = Cluster(work_dir, host, port, webui, worker_uis, cores_per_worker, memory_per_worker,
-                      niceness)
+    cluster = Cluster(work_dir, host, port, webui, worker_uis, cores_per_worker, memory_per_worker)
     return cluster.start(timeout)
 
 

@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 
-from tests.helpers import ROOT, TEST_JVM_OPTS, niced
+from tests.helpers import ROOT, TEST_JVM_OPTS
 
 AIRFLOW_BIN = ROOT / ".venv-airflow" / "bin"
 DAG_ID = "movierec_nightly"
@@ -27,10 +27,9 @@ def airflow_env(airflow_home, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_airflow(args: list[str], env: dict[str, str], timeout: float = 120,
-                niceness: int = 0) -> subprocess.CompletedProcess:
-    return subprocess.run(niced([str(AIRFLOW_BIN / "airflow"), *args], niceness), env=env,
-                          capture_output=True, text=True, timeout=timeout, cwd=env["AIRFLOW_HOME"])
+def run_airflow(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([str(AIRFLOW_BIN / "airflow"), *args], env=env, capture_output=True,
+                          text=True, timeout=timeout, cwd=env["AIRFLOW_HOME"])
 
 
 def run_dags_test(airflow_home, logical_date: str, env: dict[str, str] | None = None, *,
