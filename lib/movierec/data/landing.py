@@ -7,17 +7,19 @@ userId,movieId,rating,timestamp). Each file goes through the ingest rules line b
 rejected line goes to rejects with its file, line number and rule, a rating for a movie that
 movies lacks included, so that for every file lines read = accepted + rejected. A file whose
 first line is not a known header has every line rejected (rule `header`); an empty file is
-logged with no rows. Accepted ratings are MERGEd into ratings_increments on (user_id, movie_id,
-ts) with tonight's run date and the file as their source. The file's landing_files row is
-written last: a run killed before it is redone by the rerun, whose MERGEs and rejects (replaced
-by checksum) add nothing twice.
+logged with no rows. The night's accepted ratings, from all its rating files, are MERGEd into
+ratings_increments on (user_id, movie_id, ts) in one commit, with tonight's run date and each
+row's file as its source, and their rejects are written in one commit too. The files'
+landing_files rows are written last: a run killed before them is redone by the rerun, whose
+MERGE and rejects (replaced by checksum) add nothing twice.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from functools import reduce
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
@@ -78,6 +80,7 @@ def run(spark: SparkSession, cfg: Config, run_date: str) -> dict:
     # movie files first: a rating file of the same night may rate a movie they add
     order = sorted(files, key=lambda p: (_kind(p) != t.MOVIES, p.name))
     results: list[LandedFile] = []
+    pending = _Pending()   # the rating files' rows, written together after the loop
     for path in order:
         digest = checksum(path)
         if digest in taken:
@@ -90,7 +93,7 @@ def run(spark: SparkSession, cfg: Config, run_date: str) -> dict:
                 counts = FileCount(path.name, "unknown", 0, 0, 0)
                 log.warning("%s: empty file: nothing to take", path.name)
             elif kind is None:
-                counts = _reject_whole_file(spark, lake, path, digest)
+                counts = _reject_whole_file(spark, path, digest, pending)
             else:
                 spec = CSV.spec(kind)
                 src = OpenedSource(path, CSV, folder, digest, {kind: path})
@@ -99,36 +102,70 @@ def run(spark: SparkSession, cfg: Config, run_date: str) -> dict:
                 rows = rows.cache()
                 counts, by_rule = count_by_rule(rows, n_lines, spec)
                 counts = FileCount(path.name, kind, counts.read, counts.accepted, counts.rejected)
-                delta_io.overwrite(rejects_of(rows, spec, digest).withColumn("source_file", F.lit(path.name)),
-                                   lake, t.REJECTS, replace_where=f"source_checksum = '{digest}'")
+                rejects = rejects_of(rows, spec, digest).withColumn("source_file", F.lit(path.name))
                 accepted = rows.where(F.col(RULE).isNull())
-                if kind == t.MOVIES:
+                if kind == t.MOVIES:   # now: the night's rating files are checked against them
+                    delta_io.overwrite(rejects, lake, t.REJECTS, replace_where=f"source_checksum = '{digest}'")
                     _merge_movies(spark, lake, accepted)
+                    rows.unpersist()
                 else:
-                    record_arrivals(spark, lake, accepted
-                                    .withColumn(t.RUN_DATE, F.lit(run_date).cast("date"))
-                                    .withColumn(t.BATCH_WEEK, F.lit(None).cast("int"))
-                                    .withColumn(t.ARRIVAL_SOURCE, F.lit(f"landing {path.name}")))
-                rows.unpersist()
+                    pending.add(digest, rejects, rows, accepted
+                                .withColumn(t.RUN_DATE, F.lit(run_date).cast("date"))
+                                .withColumn(t.BATCH_WEEK, F.lit(None).cast("int"))
+                                .withColumn(t.ARRIVAL_SOURCE, F.lit(f"landing {path.name}")))
                 if by_rule:
                     log.info("%s: rejected %s", path.name, by_rule)
             st.rows = counts.read
-        _log_file(spark, lake, counts, digest, run_date)
+        if kind == t.MOVIES:
+            _log_files(spark, lake, [(counts, digest)], run_date)
+        else:
+            pending.counts.append((counts, digest))
         taken[digest] = run_date   # a copy of this file later in the folder is the same file
         results.append(LandedFile(path.name, digest, counts.table, counts.read, counts.accepted,
                                   counts.rejected))
         log.info("%s (%s): %d read = %d accepted + %d rejected", path.name, counts.table,
                  counts.read, counts.accepted, counts.rejected)
+    pending.write(spark, lake, run_date)
     return {"run_date": run_date, "source": str(folder), "files": [r.__dict__ for r in results],
             "added": sum(r.accepted for r in results if r.table == t.RATINGS)}
 
 
-def _reject_whole_file(spark: SparkSession, lake, path: Path, digest: str) -> FileCount:
+@dataclass
+class _Pending:
+    """The rating (and bad-header) files' rejects and accepted rows: one rejects commit, one
+    MERGE and one landing_files commit for the whole night instead of three per file."""
+    checksums: list[str] = field(default_factory=list)
+    rejects: list[DataFrame] = field(default_factory=list)
+    cached: list[DataFrame] = field(default_factory=list)
+    arrivals: list[DataFrame] = field(default_factory=list)
+    counts: list[tuple[FileCount, str]] = field(default_factory=list)
+
+    def add(self, digest: str, rejects: DataFrame, cached: DataFrame | None = None,
+            arrivals: DataFrame | None = None) -> None:
+        self.checksums.append(digest)
+        self.rejects.append(rejects)
+        self.cached += [cached] if cached is not None else []
+        self.arrivals += [arrivals] if arrivals is not None else []
+
+    def write(self, spark: SparkSession, lake, run_date: str) -> None:
+        if self.rejects:
+            listed = ", ".join(f"'{c}'" for c in self.checksums)
+            delta_io.overwrite(reduce(DataFrame.unionByName, self.rejects), lake, t.REJECTS,
+                               replace_where=f"source_checksum IN ({listed})")
+        if self.arrivals:
+            record_arrivals(spark, lake, reduce(DataFrame.unionByName, self.arrivals))
+        for rows in self.cached:
+            rows.unpersist()
+        if self.counts:
+            _log_files(spark, lake, self.counts, run_date)
+
+
+def _reject_whole_file(spark: SparkSession, path: Path, digest: str, pending: _Pending) -> FileCount:
     lines, n = read_numbered_lines(spark, str(path))
     rejects = lines.select(F.lit(digest).alias("source_checksum"), F.lit(path.name).alias("source_file"),
                            F.col(LINE).alias("line_number"), F.col(RAW).alias("raw_line"),
                            F.lit("unknown").alias("target_table"), F.lit(BAD_HEADER).alias(RULE))
-    delta_io.overwrite(rejects, lake, t.REJECTS, replace_where=f"source_checksum = '{digest}'")
+    pending.add(digest, rejects)
     log.warning("%s: line 1 is %r, not a ratings or movies header (%s): every line rejected",
                 path.name, first_line(path, "utf-8")[:80], " | ".join(SPECS))
     return FileCount(path.name, "unknown", n, 0, n)
@@ -141,7 +178,7 @@ def _merge_movies(spark: SparkSession, lake, movies: DataFrame) -> None:
      .whenNotMatchedInsertAll().execute())
 
 
-def _log_file(spark: SparkSession, lake, counts: FileCount, digest: str, run_date: str) -> None:
-    row = [(digest, counts.file, date.fromisoformat(run_date), counts.table, counts.read,
-            counts.accepted, counts.rejected)]
-    delta_io.append(spark.createDataFrame(row, t.SCHEMAS[t.LANDING_FILES]), lake, t.LANDING_FILES)
+def _log_files(spark: SparkSession, lake, files: list[tuple[FileCount, str]], run_date: str) -> None:
+    rows = [(digest, c.file, date.fromisoformat(run_date), c.table, c.read, c.accepted, c.rejected)
+            for c, digest in files]
+    delta_io.append(spark.createDataFrame(rows, t.SCHEMAS[t.LANDING_FILES]), lake, t.LANDING_FILES)
