@@ -143,6 +143,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--profile", default="test")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--resamples", type=int, default=5000)
+    p.add_argument("--driver-memory", default="12g")
     p.add_argument("--time-only", action="store_true")
     p.add_argument("--quality-only", action="store_true")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -150,7 +151,7 @@ def main(argv: list[str]) -> None:
     args = p.parse_args(argv)
     configure_logging("bench.foldin")
     cfg = load_config(args.profile, [f"lake={args.lake}", *args.overrides])
-    spark = get_spark("bench-foldin", cfg)
+    spark = get_spark("bench-foldin", cfg, extra={"spark.driver.memory": args.driver_memory})
     served = cfg.train.served_model
     models = catalog.with_requirements(dict(catalog.build(cfg)), served)
     params = first_params(models)
