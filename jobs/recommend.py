@@ -1,6 +1,6 @@
 """spark-submit jobs/recommend.py [--lake DIR] [--run-date D] [--k K]: the champion's top-K for
-every user in train, to Delta (recommendations, recommendations_latest, popular_movies) and
-PostgreSQL, published atomically."""
+every user with a known rating, to Delta (recommendations, recommendations_latest,
+popular_movies) and PostgreSQL, published atomically."""
 
 from movierec.core.cli import main_entry
 
@@ -13,4 +13,5 @@ def add_arguments(parser):
 
 
 if __name__ == "__main__":
-    main_entry("recommend", "movierec.serve.recommend:run", __doc__, add_arguments)
+    main_entry("recommend", "movierec.serve.recommend:run", __doc__, add_arguments,
+               preflight="movierec.serve.recommend:preflight")

@@ -46,10 +46,19 @@ def config_from_args(args: argparse.Namespace, arg_keys: dict[str, str]) -> Conf
     return cfg.with_overrides(flags) if flags else cfg
 
 
+def _resolve(function: Callable | str) -> Callable:
+    if isinstance(function, str):
+        module, _, name = function.partition(":")
+        return getattr(importlib.import_module(module), name)
+    return function
+
+
 def job_main(job: str, argv: list[str], run: Callable | str, description: str,
-             add_arguments: Callable[[argparse.ArgumentParser], dict[str, str]] | None = None) -> int:
+             add_arguments: Callable[[argparse.ArgumentParser], dict[str, str]] | None = None,
+             preflight: Callable | str | None = None) -> int:
     """run: the job's run(spark, cfg, run_date), or its "module:function" name, imported only
-    once the config is valid, so a bad flag fails in a second instead of after MLflow's import."""
+    once the config is valid, so a bad flag fails in a second instead of after MLflow's import.
+    preflight(cfg): checks what must answer (a server), before the Spark session starts."""
     parser = base_parser(job, description)
     arg_keys = add_arguments(parser) if add_arguments else {}
     args = parser.parse_args(argv)
@@ -60,9 +69,13 @@ def job_main(job: str, argv: list[str], run: Callable | str, description: str,
         log.error("%s", e)
         return 2
     log.info("config (profile %s):\n%s", cfg.profile, cfg.describe())
-    if isinstance(run, str):
-        module, _, name = run.partition(":")
-        run = getattr(importlib.import_module(module), name)
+    run = _resolve(run)
+    try:
+        if preflight is not None:
+            _resolve(preflight)(cfg)
+    except USER_ERRORS as e:
+        log.error("%s failed: %s", job, e)
+        return 1
     spark = get_spark(f"movierec-{job}", cfg)
     try:
         result = run(spark, cfg, args.run_date)
@@ -77,5 +90,5 @@ def job_main(job: str, argv: list[str], run: Callable | str, description: str,
 
 
 def main_entry(job: str, run: Callable | str, description: str,
-               add_arguments: Callable | None = None) -> None:
-    sys.exit(job_main(job, sys.argv[1:], run, description, add_arguments))
+               add_arguments: Callable | None = None, preflight: Callable | str | None = None) -> None:
+    sys.exit(job_main(job, sys.argv[1:], run, description, add_arguments, preflight))

@@ -122,12 +122,18 @@ def check(recs: DataFrame, known: DataFrame, k: int) -> tuple[int, int]:
     return int(totals["rows"] or 0), int(totals["users"])
 
 
+def preflight(cfg: Config) -> pg_settings.PgSettings | None:
+    """PostgreSQL first: a server that is down or misconfigured fails before the top-K (and,
+    under spark-submit, before the Spark session starts)."""
+    if not cfg.recommend.publish_postgres:
+        return None
+    return pg_settings.reachable(pg_settings.connection_settings(cfg))
+
+
 def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> dict:
     run_date = run_date or date.today().isoformat()
     lake, k = cfg.path("lake"), cfg.recommend.k
-    # PostgreSQL first: a server that is down or misconfigured fails before the top-K.
-    pg = (pg_settings.reachable(pg_settings.connection_settings(cfg))
-          if cfg.recommend.publish_postgres else None)
+    pg = preflight(cfg)
     known = known_ratings(spark, lake, run_date).persist(StorageLevel.MEMORY_AND_DISK)
     champion = load_champion(spark, cfg, known)
     folded = fold_in_changed(spark, lake, champion, known, run_date)
