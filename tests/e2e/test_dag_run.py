@@ -126,6 +126,23 @@ def test_tonight_the_live_lists_were_scored_on_the_ratings_that_came_after_them(
     assert "plots/serving_metrics.png" in {a.path for a in client.list_artifacts(runs[0].info.run_id, "plots")}
 
 
+def test_tonight_every_known_user_got_k_movies_and_none_they_rated_even_tonight(spark, nightly):
+    """The second night's lists: the week's newcomers included, in Delta and in PostgreSQL,
+    where DAY1's run is now the previous one. (The first night's: tests/serve/test_recommend.py.)"""
+    lake, k, state = nightly["lake"], nightly["cfg"].recommend.k, nightly["after"]
+    known = known_ratings(spark, lake, DAY)
+    users = {u for u, _, _, _ in state["recs"]}
+    assert len(users) == known.select(t.USER_ID).distinct().count() == 565   # 563 on DAY1, and 2 new
+    assert len(state["recs"]) == len(users) * k
+    latest = delta_io.read(spark, lake, t.RECOMMENDATIONS_LATEST)
+    assert latest.join(known, [t.USER_ID, t.MOVIE_ID], "left_semi").count() == 0
+    arrived = delta_io.read(spark, lake, t.RATINGS_INCREMENTS).where(F.col(t.RUN_DATE) == DAY)
+    assert arrived.join(known_ratings(spark, lake, DAY1), t.USER_ID, "left_anti").limit(1).count() == 1
+    with pgs.connect(nightly["pg"]) as conn:
+        previous = conn.execute("SELECT DISTINCT run_date FROM recommendations_previous").fetchall()
+    assert [str(d) for (d,) in previous] == [DAY1]
+
+
 def test_every_job_rerun_for_the_same_date_changes_no_table(spark, nightly, monkeypatch):
     """What a second `dags test` of the date would do, job by job, in this process."""
     cfg, before = nightly["cfg"], nightly["after"]

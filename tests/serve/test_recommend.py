@@ -1,6 +1,7 @@
-"""recommend end to end, on what the nightly DAG run published (tests/background.py): the
-champion trained on ml-latest-small, the run of DAY2 after the pipeline's run of DAY1, in Delta
-and in PostgreSQL. Later tests here write more runs into a copy of that lake (Delta only)."""
+"""recommend end to end, on what the pipeline run published (tests/background.py): the champion
+trained on ml-latest-small and its lists of DAY1, in Delta and in PostgreSQL. The last tests
+here write more runs into a copy of that lake (Delta only). (What the nightly DAG publishes the
+next night: tests/e2e/test_dag_run.py.)"""
 
 from __future__ import annotations
 
@@ -17,28 +18,25 @@ from movierec.core import delta_io, tables as t
 from movierec.core.config import load_config
 from movierec.data.known import known_ratings, record_arrivals
 from movierec.serve import pg_settings as pgs, recommend, serving_sql
-from tests.background import NIGHTLY_DATE as DAY2
 from tests.helpers import K, PIPELINE_DATE as DAY1, copy_lake
 
 USERS_DAY1 = 563  # users with a train or test rating in the real ml-latest-small split
-USERS = 565       # and after the first night's arrivals (buffer week 1)
+NIGHT = "2026-11-25"   # a night after DAY1 with one newcomer and one known user's new rating
 
 
 @pytest.fixture(scope="module")
-def served(spark, pipeline_run, nightly_run, tmp_path_factory):
-    """(config of a copy of the nightly lake, PostgreSQL settings it was published with,
+def served(spark, pipeline_run, tmp_path_factory):
+    """(config of a copy of the pipeline's lake, PostgreSQL settings it was published with,
     the hybrid's parameters, the pipeline's rows of DAY1)."""
-    nightly = nightly_run
-    assert nightly.run.returncode == 0, nightly.run.stdout[-3000:]
-    lake = copy_lake(nightly.lake, tmp_path_factory.mktemp("recommend") / "lake")
-    cfg = nightly.cfg.with_overrides({"lake": str(lake), "recommend.publish_postgres": False})
+    lake = copy_lake(pipeline_run.lake, tmp_path_factory.mktemp("recommend") / "lake")
+    cfg = pipeline_run.cfg.with_overrides({"lake": str(lake), "recommend.publish_postgres": False})
     client = MlflowClient(tracking_uri=cfg.mlflow.tracking_uri, registry_uri=cfg.mlflow.tracking_uri)
     champion = client.get_model_version_by_alias(cfg.mlflow.model_name, "champion")
     spec = client.download_artifacts(champion.run_id, "ranker/hybrid.json",
                                      str(tmp_path_factory.mktemp("champion")))
     params = json.loads(Path(spec).read_text())
     rows_day1 = _rows(delta_io.read(spark, pipeline_run.lake, t.RECOMMENDATIONS))
-    return cfg, nightly.pg, params, rows_day1
+    return cfg, pipeline_run.pg, params, rows_day1
 
 
 def _rows(df):
@@ -49,19 +47,16 @@ def test_every_known_user_gets_k_unrated_movies_ranked_1_to_k(spark, served):
     cfg, *_ = served
     lake = cfg.path("lake")
     latest = delta_io.read(spark, lake, t.RECOMMENDATIONS_LATEST)
-    known = known_ratings(spark, lake, DAY2)
+    known = known_ratings(spark, lake, DAY1)
     n_users = known.select(t.USER_ID).distinct().count()
     per_user = latest.groupBy(t.USER_ID).agg(F.count(F.lit(1)).alias("n"),
                                              F.countDistinct(t.MOVIE_ID).alias("movies"),
                                              F.collect_set(t.RANK).alias("ranks"))
-    assert per_user.count() == n_users == USERS
+    assert per_user.count() == n_users == USERS_DAY1
     assert per_user.where((F.col("n") != K) | (F.col("movies") != K)).count() == 0
     assert per_user.where(F.size(F.array_except("ranks", F.sequence(F.lit(1), F.lit(K)))) > 0).count() == 0
     assert latest.join(known, [t.USER_ID, t.MOVIE_ID], "left_semi").count() == 0
-    assert {str(r[0]) for r in latest.select(t.RUN_DATE).distinct().collect()} == {DAY2}
-    # tonight's arrivals are known too: none of them is recommended back
-    arrived = delta_io.read(spark, lake, t.RATINGS_INCREMENTS).where(F.col(t.RUN_DATE) == DAY2)
-    assert arrived.count() > 0 and latest.join(arrived, [t.USER_ID, t.MOVIE_ID], "left_semi").count() == 0
+    assert {str(r[0]) for r in latest.select(t.RUN_DATE).distinct().collect()} == {DAY1}
 
 
 def test_postgres_holds_the_same_rows_as_delta(spark, served):
@@ -73,8 +68,8 @@ def test_postgres_holds_the_same_rows_as_delta(spark, served):
         served_rows = sorted((u, r, m, v, str(d)) for u, r, m, v, d in conn.execute(
             "SELECT user_id, rank, movie_id, model_version, run_date FROM recommendations").fetchall())
         previous = conn.execute("SELECT DISTINCT run_date FROM recommendations_previous").fetchall()
-    assert served_rows == delta and len(served_rows) == USERS * K
-    assert [str(d) for (d,) in previous] == [DAY1]
+    assert served_rows == delta and len(served_rows) == USERS_DAY1 * K
+    assert previous == []   # the first run: nothing served before it
 
 
 def test_cookbook_queries_answer_the_same_on_postgres_and_spark(spark, served):
@@ -108,11 +103,11 @@ def _plain(row) -> tuple:
 def test_thin_users_get_the_trending_list_minus_what_they_saw(spark, served):
     cfg, _, params, _ = served
     lake = cfg.path("lake")
-    train = known_ratings(spark, lake, DAY2)   # the history the served lists were built from
+    train = known_ratings(spark, lake, DAY1)   # the history the served lists were built from
     min_history = params["min_history"]
     counts = {r[0]: r[1] for r in train.groupBy(t.USER_ID).count().collect()}
     latest = delta_io.read(spark, lake, t.RECOMMENDATIONS_LATEST).toPandas()
-    popular = delta_io.read(spark, lake, t.POPULAR_MOVIES).where(F.col(t.RUN_DATE) == DAY2).toPandas()
+    popular = delta_io.read(spark, lake, t.POPULAR_MOVIES).where(F.col(t.RUN_DATE) == DAY1).toPandas()
     trending = list(popular.sort_values(t.RANK)[t.MOVIE_ID])
     assert len(trending) == K and list(popular.sort_values(t.RANK)[t.RANK]) == list(range(1, K + 1))
     by_source = latest.groupby(t.USER_ID)[t.SOURCE].agg(set)
@@ -128,55 +123,53 @@ def test_thin_users_get_the_trending_list_minus_what_they_saw(spark, served):
         assert mine[:len(expected_head)] == expected_head
 
 
-def test_rerun_of_an_older_date_replaces_it_and_latest_keeps_the_newest_run(spark, served):
-    """(That a rerun of a date gives the same rows: tests/e2e/test_dag_run.py.)"""
+def test_a_newcomer_tonight_gets_a_personal_list_without_a_refit_and_old_runs_expire(spark, served):
+    """A night after DAY1 on the module's lake: a user whose first ratings arrived tonight and
+    a known user who rated one more movie are folded in; runs past the retention are deleted."""
+    cfg, _, params, _ = served
+    lake = cfg.path("lake")
+    newcomer = 1_000_001
+    known_day1 = known_ratings(spark, lake, DAY1)
+    popular = [r[0] for r in known_day1.groupBy(t.MOVIE_ID).count().orderBy(F.desc("count"), t.MOVIE_ID)
+               .limit(max(25, params["min_history"])).collect()]
+    old_user = known_day1.agg(F.min(t.USER_ID)).first()[0]
+    new_movie = (known_day1.select(t.MOVIE_ID).distinct()   # one the model has factors for
+                 .join(known_day1.where(F.col(t.USER_ID) == old_user), t.MOVIE_ID, "left_anti")
+                 .agg(F.min(t.MOVIE_ID)).first()[0])
+    when, night = datetime(2018, 10, 1, tzinfo=timezone.utc), date.fromisoformat(NIGHT)
+    arrived = spark.createDataFrame(
+        [(newcomer, m, 5.0, when, night, None, "test") for m in popular]
+        + [(old_user, new_movie, 5.0, when, night, None, "test")], t.SCHEMAS[t.RATINGS_INCREMENTS])
+    record_arrivals(spark, lake, arrived)
+    # the champion v1 was fitted as of DAY1: both users are folded in (both ratings are liked,
+    # and implicit ALS learns from liked ratings only), the newcomer as a new user
+    result = recommend.run(spark, cfg.with_overrides({"recommend.retention_days": 3}), NIGHT)
+    assert (result["changed"], result["new_users"], result["folded_in"]) == (2, 1, 2)
+    assert result["users"] == USERS_DAY1 + 1 and result["latest_run_date"] == NIGHT
+    latest = delta_io.read(spark, lake, t.RECOMMENDATIONS_LATEST)
+    mine = latest.where(F.col(t.USER_ID) == newcomer).select(t.MOVIE_ID, t.SOURCE).collect()
+    assert len(mine) == K and not {r[0] for r in mine} & set(popular)
+    assert {r[1] for r in mine} == {"model"}           # personal, not the trending fallback
+    assert latest.where((F.col(t.USER_ID) == old_user) & (F.col(t.MOVIE_ID) == new_movie)).count() == 0
+    for table in (t.RECOMMENDATIONS, t.POPULAR_MOVIES):
+        dates = {str(r[0]) for r in delta_io.read(spark, lake, table).select(t.RUN_DATE).distinct().collect()}
+        assert dates == {NIGHT}  # DAY1 is more than 3 days older
+
+
+def test_a_rerun_of_an_older_date_gives_its_rows_again_and_latest_keeps_the_newest_run(spark, served):
+    """After the night above (which expired DAY1): DAY1 rerun, from the ratings known as of
+    DAY1 only. (That a rerun of the newest date changes nothing: tests/e2e/test_dag_run.py.)"""
     cfg, _, _, rows_day1 = served
     lake = cfg.path("lake")
     assert len(rows_day1) == USERS_DAY1 * K
     again = recommend.run(spark, cfg, DAY1)
-    assert again["latest_run_date"] == DAY2
-    # DAY1 replaced, not doubled, and again from the ratings known as of DAY1 only
-    day1 = delta_io.read(spark, lake, t.RECOMMENDATIONS).where(F.col(t.RUN_DATE) == DAY1)
-    assert day1.count() == again["rows"] == USERS_DAY1 * K
-    dates = sorted(str(r[0]) for r in delta_io.read(spark, lake, t.RECOMMENDATIONS)
-                   .select(t.RUN_DATE).distinct().collect())
-    assert dates == [DAY1, DAY2]
-    assert delta_io.read(spark, lake, t.RECOMMENDATIONS).count() == (USERS_DAY1 + USERS) * K
+    assert again["latest_run_date"] == NIGHT and again["rows"] == USERS_DAY1 * K
+    runs = delta_io.read(spark, lake, t.RECOMMENDATIONS)
+    assert _rows(runs.where(F.col(t.RUN_DATE) == DAY1)) == rows_day1
+    assert runs.count() == (USERS_DAY1 + USERS_DAY1 + 1) * K
     latest_dates = {str(r[0]) for r in delta_io.read(spark, lake, t.RECOMMENDATIONS_LATEST)
                     .select(t.RUN_DATE).distinct().collect()}
-    assert latest_dates == {DAY2}
-
-
-def test_a_newcomer_tonight_gets_a_personal_list_without_a_refit_and_old_runs_expire(spark, served):
-    """One more night on the module's lake (the last test here that writes it): a user whose
-    first ratings arrived tonight is folded in, and runs past the retention are deleted."""
-    cfg, _, params, _ = served
-    lake = cfg.path("lake")
-    tonight, newcomer = "2026-11-27", 1_000_001
-    popular = [r[0] for r in known_ratings(spark, lake, DAY2).groupBy(t.MOVIE_ID).count()
-               .orderBy(F.desc("count"), t.MOVIE_ID).limit(max(25, params["min_history"])).collect()]
-    arrived = spark.createDataFrame(
-        [(newcomer, m, 5.0, datetime(2018, 10, 1, tzinfo=timezone.utc), date.fromisoformat(tonight),
-          None, "test") for m in popular], t.SCHEMAS[t.RATINGS_INCREMENTS])
-    record_arrivals(spark, lake, arrived)
-    # the champion is still v1, fitted as of DAY1 (the gate kept it on DAY2): every user with an
-    # arrival since then is folded in, DAY2's week of arrivals and tonight's newcomer alike
-    since = (delta_io.read(spark, lake, t.RATINGS_INCREMENTS).where(F.col(t.RUN_DATE) > DAY1)
-             .select(t.USER_ID).distinct())
-    new = since.join(known_ratings(spark, lake, DAY1).select(t.USER_ID).distinct(), t.USER_ID, "left_anti")
-    result = recommend.run(spark, cfg.with_overrides({"recommend.retention_days": 3}), tonight)
-    assert (result["changed"], result["new_users"]) == (since.count(), new.count())
-    liked = (known_ratings(spark, lake, tonight).join(since, t.USER_ID, "left_semi")
-             .where(F.col(t.RATING) >= cfg.train.implicit.min_rating).select(t.USER_ID).distinct())
-    assert result["folded_in"] == liked.count() > 1    # implicit ALS learns from liked ratings only
-    assert result["users"] == USERS + 1
-    mine = (delta_io.read(spark, lake, t.RECOMMENDATIONS_LATEST).where(F.col(t.USER_ID) == newcomer)
-            .select(t.MOVIE_ID, t.SOURCE).collect())
-    assert len(mine) == K and not {r[0] for r in mine} & set(popular)
-    assert {r[1] for r in mine} == {"model"}           # personal, not the trending fallback
-    for table in (t.RECOMMENDATIONS, t.POPULAR_MOVIES):
-        dates = {str(r[0]) for r in delta_io.read(spark, lake, table).select(t.RUN_DATE).distinct().collect()}
-        assert dates == {tonight}  # 11-21 and 11-23 are more than 3 days older
+    assert latest_dates == {NIGHT}
 
 
 def test_no_champion_is_a_clear_error(spark, served, tmp_path):
