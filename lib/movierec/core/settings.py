@@ -46,6 +46,7 @@ class Section(BaseModel):
 class SparkSettings(Section):
     master: str | None
     shuffle_partitions: PositiveInt
+    session_conf: list[Annotated[str, Field(pattern=r"^spark\.sql\.[\w.]+=.+$")]]
     log_level: Literal["ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"]
 
 

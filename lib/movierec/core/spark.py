@@ -53,5 +53,7 @@ def get_spark(app_name: str, cfg: Config, extra: dict[str, str] | None = None) -
     spark = builder.getOrCreate()
     spark.conf.set("spark.sql.shuffle.partitions", str(cfg["spark.shuffle_partitions"]))
     spark.conf.set("spark.sql.session.timeZone", "UTC")
+    for setting in cfg["spark.session_conf"]:
+        spark.conf.set(*setting.split("=", 1))
     spark.sparkContext.setLogLevel(cfg["spark.log_level"])
     return spark
