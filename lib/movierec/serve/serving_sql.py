@@ -6,6 +6,7 @@ views over the Delta lake, so every cookbook query runs unchanged on either.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -82,13 +83,22 @@ def bind(query: str, args: dict) -> str:
 
     spark.sql(query, args=...) would be the natural call, but with Delta's SQL extension
     (delta-spark 4.4.0 on Spark 4.2) named parameters are left unbound (UNBOUND_SQL_PARAMETER),
-    so the values are inlined here, numbers as numbers and text quoted.
+    so the values are inlined here. Text goes in as hex bytes decoded as UTF-8: a quoted literal
+    would have to get Spark's backslash escapes exactly right (doubling ' alone lets a value
+    holding \\' close it), hex digits cannot close anything.
     """
     def literal(m: re.Match) -> str:
         if m.group(1) is None:   # a quoted string or a :: cast: left as written
             return m.group(0)
-        value = args[m.group(1)]
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise TypeError(f"parameter {m.group(1)}: {type(value).__name__} is not bindable")
-        return repr(value) if not isinstance(value, str) else "'" + value.replace("'", "''") + "'"
+        name, value = m.group(1), args[m.group(1)]
+        if isinstance(value, str):
+            return f"decode(X'{value.encode().hex()}', 'UTF-8')"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"parameter {name}: {type(value).__name__} is not bindable")
+        if not math.isfinite(value):
+            raise ValueError(f"parameter {name}: {value} is not a SQL number")
+        # a float keeps its type (0.1D, not the decimal 0.1); a sign in parentheses, so that
+        # "3-:v" cannot become the comment "3--5"
+        text = f"{value!r}D" if isinstance(value, float) else str(value)
+        return f"({text})" if text.startswith("-") else text
     return re.sub(r"'(?:[^']|'')*'|::|:([a-z_]+)\b", literal, query)
