@@ -190,6 +190,15 @@ def _prepare(base: Path, user: _OsUser) -> None:
     _check_reachable(base / "data", user)
 
 
+def write_private(path: Path, text: str) -> None:
+    """Writes `text` to a file that is 0600 before its first byte, whatever the umask and
+    whatever mode an older file at `path` had."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(fd, 0o600)
+        f.write(text)
+
+
 def _initdb(base: Path, user: _OsUser) -> None:
     """Creates data/ with the role's password, atomically: initdb works in data.tmp/, so a
     killed init leaves nothing that looks like a cluster."""
@@ -207,8 +216,7 @@ def _initdb(base: Path, user: _OsUser) -> None:
     # initdb reads the password from a file it can open as the server's OS user; that copy is
     # removed right after, and the project's copy stays readable by the invoking user only.
     pwfile = base / ".initdb-password"
-    pwfile.write_text(password + "\n")
-    pwfile.chmod(0o600)
+    write_private(pwfile, password + "\n")
     os.chown(pwfile, user.uid, user.gid)
     try:
         _run([str(bin_dir() / "initdb"), "-D", str(tmp), "-U", USER, f"--pwfile={pwfile}",
@@ -216,10 +224,7 @@ def _initdb(base: Path, user: _OsUser) -> None:
               "--locale=C", "--no-instructions"], user)
     finally:
         pwfile.unlink(missing_ok=True)
-    secret = base / "password"
-    secret.touch(mode=0o600)
-    secret.chmod(0o600)
-    secret.write_text(password)
+    write_private(base / "password", password)
     tmp.rename(data)
     log.info("embedded PostgreSQL: initialised %s as OS user %s", data, user.name)
 

@@ -97,3 +97,27 @@ def test_a_clone_in_a_private_folder_publishes_to_its_embedded_server(spark, mon
         embedded.stop(folder)
         shutil.rmtree(folder, ignore_errors=True)
         shutil.rmtree(private, ignore_errors=True)
+
+
+def test_password_files_are_owner_only_before_their_first_byte(tmp_path, monkeypatch):
+    """initdb's password file was written, then chmod-ed: for a moment it was world-readable."""
+    fresh, older = tmp_path / "fresh", tmp_path / "older"
+    older.write_text("old")
+    older.chmod(0o644)
+    seen, fdopen = [], os.fdopen
+
+    def spying_fdopen(fd, *args, **kwargs):   # records the file's mode as the text goes in
+        f = fdopen(fd, *args, **kwargs)
+        write = f.write
+        f.write = lambda text: (seen.append(stat.S_IMODE(os.fstat(fd).st_mode)), write(text))[1]
+        return f
+    monkeypatch.setattr(os, "fdopen", spying_fdopen)
+    mask = os.umask(0)   # the worst umask: a plain create would give 0666
+    try:
+        embedded.write_private(fresh, "secret")
+        embedded.write_private(older, "secret")
+    finally:
+        os.umask(mask)
+    assert seen == [0o600, 0o600]
+    for path in (fresh, older):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_text() == "secret"
