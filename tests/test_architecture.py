@@ -53,3 +53,39 @@ def test_the_architecture_doc_lists_every_table_with_its_writer():
             for name in cells[0].replace("`", "").split(","):
                 documented[name.strip()] = cells[1].split(",")[0].split(" (")[0].strip()
     assert documented == PRODUCER
+
+
+def _dependencies() -> list[str]:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+
+
+def _declared() -> set[str]:
+    from packaging.requirements import Requirement
+
+    return {Requirement(r).name.lower().replace("_", "-") for r in _dependencies()}
+
+
+def test_every_third_party_import_of_the_runtime_package_is_a_pinned_dependency():
+    """A module the jobs import but pyproject.toml does not declare works here and fails on a
+    fresh install (scipy, imported by drift, was once missing)."""
+    import ast
+    from importlib.metadata import packages_distributions
+
+    distributions = packages_distributions()
+    imported: dict[str, str] = {}
+    for path in sorted((ROOT / "lib" / "movierec").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            for name in names:
+                imported.setdefault(name.split(".")[0], str(path.relative_to(ROOT)))
+    third_party = {top: where for top, where in imported.items()
+                   if top not in sys.stdlib_module_names and top not in PACKAGES}
+    assert {"pyspark", "delta", "scipy", "mlflow"} <= set(third_party)
+    declared = _declared()
+    undeclared = {top: where for top, where in third_party.items()
+                  if not {d.lower().replace("_", "-") for d in distributions.get(top, [top])} & declared}
+    assert not undeclared, f"imported but not in pyproject.toml's dependencies: {undeclared}"
+    assert all("==" in r for r in _dependencies()), [r for r in _dependencies() if "==" not in r]
