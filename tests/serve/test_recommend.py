@@ -174,6 +174,25 @@ def test_a_rerun_of_an_older_date_gives_its_rows_again_and_latest_keeps_the_newe
     assert latest_dates == {NIGHT}
 
 
+def test_a_run_that_breaks_the_contract_is_never_written_so_never_latest(spark, served, monkeypatch):
+    """After the runs above: a night whose lists leave a known user out fails its check; none of
+    its rows reach the table, so publishing latest again (what any later rerun ends with) keeps
+    the newest run that passed."""
+    cfg, *_ = served
+    lake, broken_night = cfg.path("lake"), "2026-11-27"
+    real = recommend.recommendations
+
+    def one_user_short(champion, known, k, run_date):
+        lists = real(champion, known, k, run_date)
+        return lists.where(F.col(t.USER_ID) != lists.agg(F.min(t.USER_ID)).first()[0])
+    monkeypatch.setattr(recommend, "recommendations", one_user_short)
+    with pytest.raises(recommend.RecommendError, match="1 known users without a list"):
+        recommend.run(spark, cfg, broken_night)
+    runs = delta_io.read(spark, lake, t.RECOMMENDATIONS)
+    assert runs.where(F.col(t.RUN_DATE) == broken_night).count() == 0
+    assert str(recommend._publish_latest(spark, lake, cfg.recommend.retention_days)) == NIGHT
+
+
 def test_no_champion_is_a_clear_error(spark, served, tmp_path):
     cfg = served[0].with_overrides({"mlflow.tracking_uri": f"sqlite:///{tmp_path}/empty.db",
                                      "mlflow.artifact_root": str(tmp_path / "art")})

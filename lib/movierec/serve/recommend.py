@@ -141,10 +141,12 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> dict:
     this_run = f"{t.RUN_DATE} = DATE'{run_date}'"
 
     with stage(log, f"top-{k} for every known user") as st:
-        recs = recommendations(champion, known, k, run_date)
+        # checked before it is written: a run that breaks the contract never reaches the table,
+        # so it can never become latest (nor previous) later
+        recs = recommendations(champion, known, k, run_date).persist(StorageLevel.MEMORY_AND_DISK)
+        st.rows, n_users = check(recs, known, k)
         delta_io.overwrite(recs, lake, t.RECOMMENDATIONS, replace_where=this_run)
-        written = delta_io.read(spark, lake, t.RECOMMENDATIONS).where(this_run)
-        st.rows, n_users = check(written, known, k)
+        recs.unpersist()
     delta_io.overwrite(popular_movies(champion, k, run_date), lake, t.POPULAR_MOVIES, replace_where=this_run)
     latest = _publish_latest(spark, lake, cfg.recommend.retention_days)
     summary = {"run_date": run_date, "model": f"{champion.name} v{champion.version}", "rows": st.rows,
@@ -199,9 +201,9 @@ def _publish_latest(spark: SparkSession, lake, retention_days: int) -> date:
 
 
 def publish_postgres(spark: SparkSession, lake, settings: pg_settings.PgSettings) -> int:
-    """Every relation of docs/queries.sql, each swapped in atomically, in pg_schema.SERVED_TABLES'
-    order; returns the recommendations' row count."""
+    """Every relation of docs/queries.sql, all swapped in in one transaction (a reader never sees
+    tonight's movies beside last night's lists); returns the recommendations' row count."""
     relations = serving_sql.serving_relations(spark, lake)
-    rows = {spec.name: pg_publish.publish_table(relations[spec.name], spec, settings)
-            for spec in pg_schema.SERVED_TABLES}
+    rows = pg_publish.publish_many([(relations[spec.name], spec) for spec in pg_schema.SERVED_TABLES],
+                                   settings)
     return rows[pg_schema.RECOMMENDATIONS.name]
