@@ -1,8 +1,9 @@
-"""Atomic publishing of a DataFrame as a PostgreSQL table.
+"""Atomic publishing of DataFrames as PostgreSQL tables.
 
-publish() never lets a reader see a missing, empty or half-loaded table: the DataFrame is loaded
-into `<table>__staging`, which gets its primary key, indexes and statistics, and then one short
-transaction renames the live table away, renames staging into its place and drops the old one.
+publish_many() never lets a reader see a missing, empty or half-loaded table, nor one table of
+tonight beside another of last night: each DataFrame is loaded into `<table>__staging`, which
+gets its primary key, indexes and statistics, and then one short transaction renames every live
+table away, renames each staging table into its place and drops the old ones (publish(): one table).
 Those renames take an ACCESS EXCLUSIVE lock, so a reader arriving during the swap waits for it
 (milliseconds) and then reads the new table: PostgreSQL looks a table name up again once the lock
 it waited for is granted, so an in-flight query does not fail with "relation does not exist"
@@ -38,42 +39,63 @@ DEFAULT_METHOD = "copy"   # ~1.3x the JDBC writer's rows/s on 3M rows (730k vs 5
 
 def publish(df: DataFrame, table: str, settings: PgSettings, *, primary_key: Sequence[str],
             ddl_columns: Sequence[tuple[str, str]], indexes: Sequence[Sequence[str]] = (),
-            method: str = DEFAULT_METHOD, parallelism: int | None = None,
-            batch_size: int = 20_000, grant_select_to: Sequence[str] = (),
-            swap_lock_timeout_s: float = 5.0, swap_attempts: int = 6) -> int:
+            **kwargs) -> int:
     """Replaces `table` with the rows of `df` atomically; returns the published row count.
+    kwargs: publish_many's."""
+    spec = PgTable(table, tuple((c, t) for c, t in ddl_columns), tuple(primary_key),
+                   tuple(tuple(i) for i in indexes))
+    return publish_many([(df, spec)], settings, **kwargs)[table]
+
+
+def publish_many(tables: Sequence[tuple[DataFrame, PgTable]], settings: PgSettings, *,
+                 method: str = DEFAULT_METHOD, parallelism: int | None = None,
+                 batch_size: int = 20_000, grant_select_to: Sequence[str] = (),
+                 swap_lock_timeout_s: float = 5.0, swap_attempts: int = 6) -> dict[str, int]:
+    """Replaces every table with its rows, all of them in one transaction: a reader sees every
+    old table or every new one, never new movies beside old recommendations. Returns the row
+    count of each.
 
     method: "copy" (COPY FROM STDIN, one stream per Spark partition) or "jdbc" (Spark's JDBC
     writer, batched inserts). parallelism: at most this many partitions load at once (each is a
-    connection). grant_select_to: roles to grant SELECT on the new table (grants do not survive
-    the swap, the table being new). A failure anywhere leaves the live table as it was.
+    connection). grant_select_to: roles to grant SELECT on the new tables (grants do not survive
+    the swap, the tables being new). A failure anywhere leaves every live table as it was.
     """
-    spec = PgTable(table, tuple((c, t) for c, t in ddl_columns), tuple(primary_key),
-                   tuple(tuple(i) for i in indexes))
-    check_spec(spec)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    for _, spec in tables:
+        check_spec(spec)
+    counts: dict[str, int] = {}
+    try:
+        for df, spec in tables:
+            counts[spec.name] = _stage(df, spec, settings, method, parallelism or _default_parallelism(df),
+                                       batch_size, grant_select_to)
+        with connect(settings) as conn:
+            _swap(conn, [spec for _, spec in tables], swap_lock_timeout_s, swap_attempts)
+    except BaseException:
+        for _, spec in tables:
+            _drop_quietly(settings, spec.name + STAGING)
+        raise
+    for name, count in counts.items():
+        log.info("publish %s: live with %s rows", name, f"{count:,}")
+    return counts
+
+
+def _stage(df: DataFrame, spec: PgTable, settings: PgSettings, method: str, parallelism: int,
+           batch_size: int, grant_select_to: Sequence[str]) -> int:
+    """The rows of `df` in the table's staging copy, keyed and indexed; returns their count."""
     rows = conformed(df, spec)
-    parallelism = parallelism or _default_parallelism(df)
-    staging = table + STAGING
-    log.info("publish %s to %s: loading %s by %s, %d streams", table, settings.masked(),
-             staging, method, parallelism)
+    log.info("publish %s to %s: loading %s by %s, %d streams", spec.name, settings.masked(),
+             spec.name + STAGING, method, parallelism)
     with connect(settings) as conn:
         _create_staging(conn, spec)
-    try:
-        started = time.perf_counter()
-        _LOADERS[method](rows, spec, settings, parallelism=parallelism, batch_size=batch_size)
-        load_s = time.perf_counter() - started
-        with connect(settings) as conn:
-            count = _finish_staging(conn, spec, grant_select_to)
-            log.info("publish %s: %s rows loaded in %.1fs (%.0f rows/s), keyed and indexed in %.1fs",
-                     table, f"{count:,}", load_s, count / max(load_s, 1e-9),
-                     time.perf_counter() - started - load_s)
-            _swap(conn, spec, swap_lock_timeout_s, swap_attempts)
-    except BaseException:
-        _drop_quietly(settings, staging)
-        raise
-    log.info("publish %s: live with %s rows", table, f"{count:,}")
+    started = time.perf_counter()
+    _LOADERS[method](rows, spec, settings, parallelism=parallelism, batch_size=batch_size)
+    load_s = time.perf_counter() - started
+    with connect(settings) as conn:
+        count = _finish_staging(conn, spec, grant_select_to)
+    log.info("publish %s: %s rows loaded in %.1fs (%.0f rows/s), keyed and indexed in %.1fs",
+             spec.name, f"{count:,}", load_s, count / max(load_s, 1e-9),
+             time.perf_counter() - started - load_s)
     return count
 
 
@@ -118,12 +140,12 @@ def _finish_staging(conn: psycopg.Connection, spec: PgTable, grant_select_to: Se
     return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident)).fetchone()[0]
 
 
-def _swap(conn: psycopg.Connection, spec: PgTable, lock_timeout_s: float, attempts: int) -> None:
-    """Staging becomes the live table in one transaction, its key and indexes taking the live
-    names (index names are unique per schema, so the next staging can reuse its own)."""
+def _swap_statements(spec: PgTable) -> list[sql.Composed]:
+    """Staging becomes the live table, its key and indexes taking the live names (index names
+    are unique per schema, so the next staging can reuse its own)."""
     live, staging, old = spec.name, spec.name + STAGING, spec.name + OLD
     I = sql.Identifier  # noqa: E741
-    statements = [
+    return [
         sql.SQL("DROP TABLE IF EXISTS {}").format(I(old)),
         sql.SQL("ALTER TABLE IF EXISTS {} RENAME TO {}").format(I(live), I(old)),
         sql.SQL("ALTER TABLE {} RENAME TO {}").format(I(staging), I(live)),
@@ -133,6 +155,12 @@ def _swap(conn: psycopg.Connection, spec: PgTable, lock_timeout_s: float, attemp
         *(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
             I(index_name(staging, i)), I(index_name(live, i))) for i in spec.indexes),
     ]
+
+
+def _swap(conn: psycopg.Connection, specs: Sequence[PgTable], lock_timeout_s: float, attempts: int) -> None:
+    """Every staging table becomes its live table in one transaction."""
+    statements = [statement for spec in specs for statement in _swap_statements(spec)]
+    live = ", ".join(spec.name for spec in specs)
 
     def swap_once() -> None:
         with conn.transaction():
@@ -152,8 +180,8 @@ def _swap(conn: psycopg.Connection, spec: PgTable, lock_timeout_s: float, attemp
                  stop=stop_after_attempt(attempts), wait=wait_exponential(multiplier=0.5, max=7.5),
                  before_sleep=warn)(swap_once)
     except RetryError:
-        raise PublishError(f"cannot publish {live}: readers held locks on it through {attempts} "
-                           f"swap attempts of {lock_timeout_s}s; the live table is unchanged") from None
+        raise PublishError(f"cannot publish {live}: readers held locks through {attempts} swap "
+                           f"attempts of {lock_timeout_s}s; the live tables are unchanged") from None
 
 
 def _drop_quietly(settings: PgSettings, table: str) -> None:
