@@ -27,10 +27,11 @@ TEST_JVM_OPTS = {"SPARK_SUBMIT_OPTS": "-XX:TieredStopAtLevel=1"}
 
 
 def write_release(folder: Path, files: dict[str, str], encoding: str = "utf-8") -> Path:
-    """Writes a hand-made release: file name -> content (lines joined by \\n)."""
+    """Writes a hand-made release: file name -> content (lines joined by \\n); a lone
+    surrogate such as "\\udcff" is written as the raw byte 0xff (invalid UTF-8)."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
-        (folder / name).write_bytes(text.encode(encoding))
+        (folder / name).write_bytes(text.encode(encoding, "surrogateescape"))
     return folder
 
 

@@ -37,6 +37,9 @@ RATINGS = "\n".join([
     "3,1,3.0,964982900",          # 12 ok: latest of the pair
     "3,4,0.5,1000000000",         # 13 ok
     "3,2,4.5,4000000000",         # 14 timestamp_out_of_range (future)
+    "",                           # 15 a blank line: read and rejected, never skipped
+    "1,\udcff\udcfe,4.0,964982703",  # 16 unparseable:movie_id, bytes 0xff 0xfe: invalid UTF-8
+    "1,4,4.0,964982703",          # 17 ok
 ])
 TAGS = "\n".join([
     "userId,movieId,tag,timestamp",
@@ -84,21 +87,27 @@ def test_every_rule_quarantines_the_right_line(spark, handmade):
         ("ratings.csv", 10): "unparseable:rating",
         ("ratings.csv", 11): "duplicate",
         ("ratings.csv", 14): "timestamp_out_of_range",
+        ("ratings.csv", 15): "column_count",
+        ("ratings.csv", 16): "unparseable:movie_id",
         ("tags.csv", 3): "unknown_movie",
         ("tags.csv", 4): "empty:tag",
         ("links.csv", 4): "unparseable:imdb_id",
     }
     raw = delta_io.read(spark, lake, t.REJECTS).where("line_number = 6").first().raw_line
     assert raw == "2,2,3.7,964982703"
+    # the quarantine stays readable by pyarrow-based readers, the exact bytes kept beside
+    quarantine = RustDeltaTable(str(lake / t.REJECTS)).to_pyarrow_table().to_pylist()
+    invalid = [(r["raw_line"], r["raw_bytes"]) for r in quarantine if r["raw_bytes"] is not None]
+    assert invalid == [("1,\ufffd\ufffd,4.0,964982703", b"1,\xff\xfe,4.0,964982703")]
     counts = {f.file: (f.read, f.accepted, f.rejected) for f in result.files}
-    assert counts == {"movies.csv": (5, 4, 1), "ratings.csv": (13, 4, 9),
+    assert counts == {"movies.csv": (5, 4, 1), "ratings.csv": (16, 5, 11),
                       "tags.csv": (3, 1, 2), "links.csv": (3, 2, 1)}
-    assert result.rows_read == result.rows_accepted + result.rows_rejected == 24
+    assert result.rows_read == result.rows_accepted + result.rows_rejected == 27
 
     ratings = {(r.user_id, r.movie_id): (r.rating, r.ts.timestamp())
                for r in delta_io.read(spark, lake, t.RATINGS).collect()}
     assert ratings == {(1, 1): (4.0, 964982703), (1, 2): (3.5, 964982704),
-                       (3, 1): (3.0, 964982900), (3, 4): (0.5, 1000000000)}
+                       (3, 1): (3.0, 964982900), (3, 4): (0.5, 1000000000), (1, 4): (4.0, 964982703)}
     movies = {r.movie_id: (r.title, r.year, list(r.genres))
               for r in delta_io.read(spark, lake, t.MOVIES).collect()}
     assert movies == {
@@ -114,7 +123,7 @@ def test_every_rule_quarantines_the_right_line(spark, handmade):
     assert delta_io.read(spark, lake, t.GENOME_SCORES).count() == 0  # release has none
 
     run = delta_io.read(spark, lake, t.INGESTION_RUNS).first()
-    assert (run.rows_read, run.rows_accepted, run.rows_rejected) == (24, 11, 13)
+    assert (run.rows_read, run.rows_accepted, run.rows_rejected) == (27, 12, 15)
     assert run.layout == "csv" and run.checksum == result.checksum
 
 
@@ -128,8 +137,8 @@ def test_reingesting_the_same_source_changes_no_table(spark, make_cfg, lake, bad
     assert {n: delta_io.version(spark, lake, n) for n in names} == before
     # forced: tables rewritten with the same rows, rejects replaced rather than appended
     ingest.run(spark, cfg.with_overrides({"ingest.force": True}))
-    assert delta_io.read(spark, lake, t.RATINGS).count() == 4
-    assert delta_io.read(spark, lake, t.REJECTS).count() == 13
+    assert delta_io.read(spark, lake, t.RATINGS).count() == 5
+    assert delta_io.read(spark, lake, t.REJECTS).count() == 15
     assert delta_io.read(spark, lake, t.INGESTION_RUNS).count() == 2
 
 
@@ -165,10 +174,11 @@ def test_zip_release_with_crlf_and_top_folder(spark, make_cfg, lake, tmp_path):
     archive = tmp_path / "ml-zipped.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("ml-zipped/movies.csv", MOVIES.replace("\n", "\r\n") + "\r\n")
-        zf.writestr("ml-zipped/ratings.csv", RATINGS.replace("\n", "\r\n") + "\r\n")
+        zf.writestr("ml-zipped/ratings.csv", (RATINGS.replace("\n", "\r\n") + "\r\n")
+                    .encode("utf-8", "surrogateescape"))
     result = ingest.run(spark, make_cfg(ingest__source=archive))
     assert result.layout == "csv"
-    assert delta_io.read(spark, lake, t.RATINGS).count() == 4
+    assert delta_io.read(spark, lake, t.RATINGS).count() == 5
     assert delta_io.read(spark, lake, t.MOVIES).where("movie_id = 2").first().title == \
         "American President, The (1995)"
     assert delta_io.read(spark, lake, t.TAGS).count() == 0

@@ -132,6 +132,23 @@ def test_a_failed_publish_keeps_the_previous_table(spark, pgdb):
     assert pg_publish.publish_table(new, pg_schema.RECOMMENDATIONS, pgdb) == 40
 
 
+def test_tables_published_together_change_together_or_not_at_all(spark, pgdb):
+    """recommend publishes six tables; they swapped one transaction each, so a failure in the
+    second served tonight's popular list beside last night's recommendations."""
+    popular = lambda n, day: spark.range(1, n + 1).select(   # noqa: E731
+        F.col("id").cast("int").alias("rank"), F.col("id").cast("int").alias("movie_id"),
+        F.lit(1.0).cast("float").alias("score"), F.lit("v1").alias("model_version"), F.lit(day).alias("run_date"))
+    both = lambda pop, rec: [(pop, pg_schema.POPULAR_MOVIES), (rec, pg_schema.RECOMMENDATIONS)]  # noqa: E731
+    assert pg_publish.publish_many(both(popular(2, D1), recs(spark, 3, D1)), pgdb) == {
+        "popular_movies": 2, "recommendations": 30}
+    broken = recs(spark, 4, D2)
+    with pytest.raises(PublishError, match="duplicate primary key"):
+        pg_publish.publish_many(both(popular(5, D2), broken.union(broken.limit(1))), pgdb)
+    assert query(pgdb, "SELECT count(*), max(run_date) FROM popular_movies") == [(2, D1)]
+    assert query(pgdb, READ) == [(30, D1, D1)]
+    assert leftovers(pgdb) == []
+
+
 KILLED_LOADER = """
 import os, sys
 from movierec.serve import pg_publish, pg_schema

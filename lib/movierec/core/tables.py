@@ -86,9 +86,10 @@ SCHEMAS: dict[str, T.StructType] = {
         T.StructField("source_checksum", T.StringType(), False),
         T.StructField("source_file", T.StringType(), False),
         T.StructField("line_number", T.LongType(), False),
-        T.StructField("raw_line", T.StringType(), True),
+        T.StructField("raw_line", T.StringType(), True),   # valid UTF-8 whatever the file held
         T.StructField("target_table", T.StringType(), False),
         T.StructField("rule", T.StringType(), False),
+        T.StructField("raw_bytes", T.BinaryType(), True),   # the exact bytes, when raw_line had to replace some
     ]),
     INGESTION_RUNS: T.StructType([
         T.StructField("run_id", T.StringType(), False),

@@ -24,7 +24,8 @@ from movierec.core.config import Config
 from movierec.core.logs import stage
 from movierec.data.layouts import FileSpec, SourceError
 from movierec.data.lines import read_numbered_lines
-from movierec.data.parse import LINE, RAW, RULE, reject_duplicates, reject_unknown_movies, split_fields, type_columns
+from movierec.data.parse import (LINE, RULE, quarantined_raw, reject_duplicates, reject_unknown_movies,
+                                 split_fields, type_columns)
 from movierec.data.source import OpenedSource, checksum, open_source
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def validate_file(spark: SparkSession, src: OpenedSource, spec: FileSpec, *, min
 def rejects_of(rows: DataFrame, spec: FileSpec, digest: str) -> DataFrame:
     return rows.where(F.col(RULE).isNotNull()).select(
         F.lit(digest).alias("source_checksum"), F.lit(spec.filename).alias("source_file"),
-        F.col(LINE).alias("line_number"), F.col(RAW).alias("raw_line"),
+        F.col(LINE).alias("line_number"), *quarantined_raw(),
         F.lit(spec.table).alias("target_table"), F.col(RULE).alias("rule"))
 
 

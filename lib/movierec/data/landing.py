@@ -32,7 +32,7 @@ from movierec.data.ingest import FileCount, count_by_rule, epoch_of_year, reject
 from movierec.data.known import record_arrivals
 from movierec.data.layouts import CSV, SourceError
 from movierec.data.lines import read_numbered_lines
-from movierec.data.parse import LINE, RAW, RULE
+from movierec.data.parse import LINE, RULE, quarantined_raw
 from movierec.data.source import OpenedSource, checksum, first_line
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ class _Pending:
 def _reject_whole_file(spark: SparkSession, path: Path, digest: str, pending: _Pending) -> FileCount:
     lines, n = read_numbered_lines(spark, str(path))
     rejects = lines.select(F.lit(digest).alias("source_checksum"), F.lit(path.name).alias("source_file"),
-                           F.col(LINE).alias("line_number"), F.col(RAW).alias("raw_line"),
+                           F.col(LINE).alias("line_number"), *quarantined_raw(),
                            F.lit("unknown").alias("target_table"), F.lit(BAD_HEADER).alias(RULE))
     pending.add(digest, rejects)
     log.warning("%s: line 1 is %r, not a ratings or movies header (%s): every line rejected",

@@ -53,6 +53,15 @@ def _is_blank(c: SCol) -> SCol:
     return c.isNull() | (F.trim(c) == "")
 
 
+def quarantined_raw() -> list[SCol]:
+    """A rejected line as text every Delta reader can decode (`raw_line`: invalid UTF-8
+    sequences replaced by U+FFFD, as pyarrow and pandas refuse the whole column otherwise) and,
+    only when something had to be replaced, its exact bytes (`raw_bytes`)."""
+    raw = F.col(RAW)
+    return [F.make_valid_utf8(raw).alias("raw_line"),
+            F.when(~F.is_valid_utf8(raw), raw.cast("binary")).alias("raw_bytes")]
+
+
 def _typed(col: Column, layout: Layout, limits: dict, genres: tuple[str, ...]) -> tuple[SCol, SCol]:
     """The typed value of one column and the rule it breaks (null when it breaks none)."""
     raw = _field(col.index)

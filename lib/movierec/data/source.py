@@ -39,8 +39,10 @@ def checksum(path: Path) -> str:
 
 
 def first_line(path: Path, encoding: str) -> str:
-    with path.open("r", encoding=encoding, newline="") as fh:
-        line = fh.readline()
+    # Bytes first: a text reader decodes a whole buffer, so an invalid byte on a later line
+    # would fail the header check of a file whose header is fine.
+    with path.open("rb") as fh:
+        line = fh.readline().decode(encoding, errors="replace")
     return line.lstrip("\ufeff").rstrip("\r\n")
 
 
