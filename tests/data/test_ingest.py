@@ -253,3 +253,33 @@ def test_real_ml_latest_small(spark, ingested):
     # readable by a Delta reader that is not Spark
     rust = RustDeltaTable(str(lake / t.RATINGS)).to_pyarrow_table()
     assert rust.num_rows == 100836 and rust.column_names == [t.USER_ID, t.MOVIE_ID, t.RATING, t.TS]
+
+
+def test_zip_paths_outside_the_folder_and_zip_bombs_are_refused(tmp_path):
+    """Checked where the zip is opened, before the lake or Spark is touched."""
+    from movierec.data.source import open_source
+
+    def release(path, **extra):
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("ml-z/movies.csv", MOVIES + "\n")
+            for name, data in extra.items():
+                zf.writestr(name.replace("__", "/"), data)
+        return path
+
+    for evil in ("../escaped.csv", "/tmp/escaped.csv", "ml-z/../../escaped.csv"):
+        archive = tmp_path / "evil.zip"
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr("ml-z/movies.csv", MOVIES + "\n")
+            zf.writestr(evil, "1,2,3\n")
+        with pytest.raises(SourceError, match=f"member '{evil}' would be written outside"):
+            open_source(archive, tmp_path / "staging")
+    assert not list(tmp_path.rglob("escaped.csv")) and not (tmp_path / "staging" / "extracted").exists()
+
+    bomb = release(tmp_path / "bomb.zip", **{"ml-z__ratings.csv": b"\0" * (64 << 20)})   # ~64 KB zipped
+    with pytest.raises(SourceError, match="'ml-z/ratings.csv' inflates past 100x .* refused as a zip bomb"):
+        open_source(bomb, tmp_path / "staging2")
+    written = sum(f.stat().st_size for f in (tmp_path / "staging2").rglob("*") if f.is_file())
+    assert written < 16 << 20   # stopped early, not after 64 MiB
+    ratings = (RATINGS + "\n").encode("utf-8", "surrogateescape")
+    fine = open_source(release(tmp_path / "fine.zip", **{"ml-z__ratings.csv": ratings}), tmp_path / "s3")
+    assert set(fine.files) == {"movies", "ratings"}
