@@ -144,9 +144,11 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> dict:
         # checked before it is written: a run that breaks the contract never reaches the table,
         # so it can never become latest (nor previous) later
         recs = recommendations(champion, known, k, run_date).persist(StorageLevel.MEMORY_AND_DISK)
-        st.rows, n_users = check(recs, known, k)
-        delta_io.overwrite(recs, lake, t.RECOMMENDATIONS, replace_where=this_run)
-        recs.unpersist()
+        try:
+            st.rows, n_users = check(recs, known, k)
+            delta_io.overwrite(recs, lake, t.RECOMMENDATIONS, replace_where=this_run)
+        finally:
+            recs.unpersist()
     delta_io.overwrite(popular_movies(champion, k, run_date), lake, t.POPULAR_MOVIES, replace_where=this_run)
     latest = _publish_latest(spark, lake, cfg.recommend.retention_days)
     summary = {"run_date": run_date, "model": f"{champion.name} v{champion.version}", "rows": st.rows,
