@@ -21,8 +21,14 @@ LINE = "line_number"
 RAW = "raw"
 
 _SEPARATORS = {"dat": "::", "tsv": "\t", "pipe": "\\|"}
-# A quoted CSV field: its commas are not separators. Possessive, so long fields cannot backtrack.
-_QUOTED = '"(?:[^"]++|"")*+"'
+# A CSV field: quoted whole (a quote inside doubled) or without quotes. Possessive, so long
+# fields cannot backtrack. A line that is not a list of such fields breaks column_count.
+_CSV_FIELD = '"(?:[^"]++|"")*+"|[^,"]*+'
+_CSV_LINE = f'(?s)\\A(?:{_CSV_FIELD})(?:,(?:{_CSV_FIELD}))*+\\z'
+# Numbers as the files write them. Checked before the cast, which would also take ids and
+# timestamps padded with control characters ("5\x00", "\t5") and NaN or Infinity ratings.
+_INT = r"\A[+-]?[0-9]+\z"
+_DECIMAL = r"\A[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\z"
 _NO_GENRES = "(no genres listed)"
 _YEAR_IN_TITLE = r"\((\d{4})(?:[-–]\d{0,4})?\)\s*$"
 
@@ -30,23 +36,30 @@ _YEAR_IN_TITLE = r"\((\d{4})(?:[-–]\d{0,4})?\)\s*$"
 def split_fields(lines: DataFrame, spec: FileSpec) -> DataFrame:
     """(line_number, raw) -> adds `fields` (array<string>) and `n_found` (fields on the line)."""
     raw = F.col(RAW)
-    if spec.fmt == "csv":
-        schema = ", ".join(f"c{i} string" for i in range(spec.n_fields))
-        lines = lines.withColumn("_csv", F.from_csv(raw, schema, {"mode": "PERMISSIVE"}))
-        fields = F.array(*[F.col(f"_csv.c{i}") for i in range(spec.n_fields)])
-        unquoted = F.regexp_replace(raw, _QUOTED, "")
-        # A quote left after removing the quoted fields is malformed: count it as a column_count break.
-        n_found = F.when(F.instr(unquoted, '"') > 0, F.lit(-1)).otherwise(
-            F.size(F.split(unquoted, ",", -1)))
-        return lines.withColumn("fields", fields).withColumn("n_found", n_found).drop("_csv")
-    else:
+    if spec.fmt != "csv":
         fields = F.split(raw, _SEPARATORS[spec.fmt], -1)
-        n_found = F.size(fields)
+        return lines.withColumn("fields", fields).withColumn("n_found", F.size(fields))
+    # Most lines hold no quote: a plain split. The others are taken field by field, each field
+    # starting at the line's start or right after a comma (found, not consumed, so that an empty
+    # field is found too).
+    quoted = F.instr(raw, '"') > 0
+    parts = F.when(quoted, F.regexp_extract_all(raw, F.lit(f"(?s)(?<![^,])({_CSV_FIELD})"), F.lit(1))
+                   ).otherwise(F.split(raw, ",", -1))
+    fields = F.transform(parts, lambda f: F.when(
+        f.startswith('"'), F.regexp_replace(F.regexp_extract(f, '(?s)\\A"(.*)"\\z', 1), '""', '"')
+    ).otherwise(f))
+    n_found = F.when(quoted & ~raw.rlike(_CSV_LINE), F.lit(-1)).otherwise(F.size(parts))
     return lines.withColumn("fields", fields).withColumn("n_found", n_found)
 
 
 def _field(i: int) -> SCol:
     return F.get(F.col("fields"), i)
+
+
+def _number(raw: SCol, grammar: str, to: str) -> SCol:
+    """The field as a number if, trimmed of spaces, it is one by `grammar`; else null."""
+    text = F.trim(raw)
+    return F.when(text.rlike(grammar), text.try_cast(to))
 
 
 def _is_blank(c: SCol) -> SCol:
@@ -67,21 +80,21 @@ def _typed(col: Column, layout: Layout, limits: dict, genres: tuple[str, ...]) -
     raw = _field(col.index)
     name = col.name
     if col.kind == "id":
-        v = F.trim(raw).try_cast("int")
+        v = _number(raw, _INT, "int")
         rule = F.when(v.isNull(), f"unparseable:{name}").when(v <= 0, f"non_positive_id:{name}")
         return v, rule
     if col.kind == "int_opt":
-        v = F.trim(raw).try_cast("int")
+        v = _number(raw, _INT, "int")
         return v, F.when(~_is_blank(raw) & v.isNull(), f"unparseable:{name}")
     if col.kind == "rating":
-        v = F.trim(raw).try_cast("double")
+        v = _number(raw, _DECIMAL, "double")
         steps = v / F.lit(layout.rating_step)
         rule = (F.when(v.isNull(), "unparseable:rating")
                 .when((v < layout.rating_min) | (v > layout.rating_max), "rating_out_of_range")
                 .when(F.abs(steps - F.round(steps)) > 1e-6, "rating_off_step"))
         return v, rule
     if col.kind == "ts":
-        secs = F.trim(raw).try_cast("long")
+        secs = _number(raw, _INT, "long")
         rule = (F.when(secs.isNull(), f"unparseable:{name}")
                 .when((secs < limits["min_epoch"]) | (secs > limits["max_epoch"]),
                       "timestamp_out_of_range"))
@@ -100,7 +113,7 @@ def _typed(col: Column, layout: Layout, limits: dict, genres: tuple[str, ...]) -
         bad = reduce(lambda a, b: a | b, [~f.isin("0", "1") | f.isNull() for f in flags])
         return v, F.when(bad, f"unparseable:{name}")
     if col.kind == "relevance":
-        v = F.trim(raw).try_cast("double")
+        v = _number(raw, _DECIMAL, "double")
         rule = (F.when(v.isNull(), "unparseable:relevance")
                 .when((v < 0) | (v > 1), "relevance_out_of_range"))
         return v, rule

@@ -48,8 +48,8 @@ def first_line(path: Path, encoding: str) -> str:
     # Bytes first: a text reader decodes a whole buffer, so an invalid byte on a later line
     # would fail the header check of a file whose header is fine.
     with path.open("rb") as fh:
-        line = fh.readline().decode(encoding, errors="replace")
-    return line.lstrip("\ufeff").rstrip("\r\n")
+        line = fh.readline(1 << 16).decode(encoding, errors="replace")
+    return line.lstrip("\ufeff").split("\r")[0].rstrip("\n")   # CR alone ends a line too
 
 
 def _check_header(path: Path, spec: FileSpec) -> None:
