@@ -53,11 +53,13 @@ def job_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_job(args: list[str], env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess:
+def run_job(args: list[str], env: dict[str, str], timeout: float = 900,
+            new_session: bool = False) -> subprocess.CompletedProcess:
     """A job as a user runs it, from the project root; stderr merged into stdout in order
-    (spark-submit prints the Python driver's log there anyway)."""
-    return subprocess.run(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    (spark-submit prints the Python driver's log there anyway). new_session: in a process group
+    of its own, which a test may kill whole."""
+    return subprocess.run(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=timeout, start_new_session=new_session)
 
 
 def tail(text: str | None, lines: int = 60) -> str:

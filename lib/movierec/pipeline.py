@@ -7,6 +7,7 @@ import logging
 
 from pyspark.sql import SparkSession
 
+from movierec.core import job_guard
 from movierec.core.config import Config
 from movierec.data import ingest, split
 from movierec.data.release import resolve_source
@@ -16,6 +17,7 @@ from movierec.serve import pg_settings, recommend
 log = logging.getLogger(__name__)
 
 
+@job_guard.job("pipeline")
 def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> dict:
     if cfg.recommend.publish_postgres:
         # before any Spark work: a server that cannot start or be reached should not cost a run

@@ -59,6 +59,9 @@ def test_relative_paths_resolve_from_the_project_root():
     ("train.als.rank_grid=[]", "config key 'train.als.rank_grid': list should have at least 1 item"),
     ("synthetic.scale=huge", "config key 'synthetic.scale': input should be 'small', 'medium' or "
                              "'ml-25m' or input should be a valid integer"),
+    # the lake's path reaches Spark SQL inside backticks: delta.`<path>`
+    ("lake=/tmp/a`b", "config key 'lake': string should match pattern"),
+    ("lake_lock_timeout_s=0", "config key 'lake_lock_timeout_s': input should be greater than 0"),
 ])
 def test_bad_values_fail_at_load_with_the_key_and_what_it_allows(override, message):
     with pytest.raises(ConfigError) as caught:

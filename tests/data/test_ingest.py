@@ -8,11 +8,11 @@ import pytest
 from deltalake import DeltaTable as RustDeltaTable
 from pyspark.sql import functions as F
 
-from movierec.core import delta_io, tables as t
+from movierec.core import delta_io, job_guard, tables as t
 from movierec.core.config import load_config
-from movierec.data import ingest
+from movierec.data import ingest, split
 from movierec.data.layouts import SourceError
-from tests.helpers import copy_lake, write_release
+from tests.helpers import copy_lake, job_env, run_job, tail, write_release
 
 MOVIES = "\n".join([
     "movieId,title,genres",
@@ -140,6 +140,37 @@ def test_reingesting_the_same_source_changes_no_table(spark, make_cfg, lake, bad
     assert delta_io.read(spark, lake, t.RATINGS).count() == 5
     assert delta_io.read(spark, lake, t.REJECTS).count() == 15
     assert delta_io.read(spark, lake, t.INGESTION_RUNS).count() == 2
+
+
+ANOTHER_RELEASE = {
+    "movies.csv": "movieId,title,genres\n7,Seven (1995),Drama\n8,Eight (1996),Comedy\n9,Nine (2009),Drama",
+    "ratings.csv": "userId,movieId,rating,timestamp\n5,7,4.0,964982703\n5,8,3.0,964982704\n6,9,2.5,964982705",
+}
+
+
+def test_an_ingest_killed_after_its_first_commit_is_refused_to_jobs_until_its_rerun(
+        spark, make_cfg, lake, handmade, tmp_path):
+    """A real `kill -9` of the spark-submit process group right after ingest's first commit
+    (movies) of another release: the newest tables mix two releases, so no job may read them
+    (the split of the issue's run named movies that `movies` lacked) until ingest runs again."""
+    copy_lake(handmade[0], lake)
+    source = write_release(tmp_path / "ml-another", ANOTHER_RELEASE)
+    killed = run_job(["spark-submit", "jobs/ingest.py", "--profile", "test", "--lake", str(lake),
+                      "--source", str(source)],
+                     job_env(**{job_guard.FAULT_ENV: f"kill:{t.RATINGS}"}), timeout=300, new_session=True)
+    assert killed.returncode == -9, tail(killed.stdout)
+    newest = {name: spark.read.format("delta").load(str(lake / name)) for name in (t.MOVIES, t.RATINGS)}
+    assert sorted(r.movie_id for r in newest[t.MOVIES].collect()) == [7, 8, 9]        # the new release
+    assert newest[t.RATINGS].where("movie_id IN (7, 8, 9)").count() == 0              # the old one
+    with pytest.raises(job_guard.UnfinishedJobError,
+                       match=r"'ratings' .* `ingest` \(pid \d+ .* began writing movies, ratings\. .* run `ingest` again"):
+        split.run(spark, make_cfg())
+
+    again = ingest.run(spark, make_cfg(ingest__source=source))
+    assert (again.rows_accepted, again.rows_rejected) == (6, 0)
+    assert job_guard.markers(lake) == []
+    ratings = delta_io.read(spark, lake, t.RATINGS).join(delta_io.read(spark, lake, t.MOVIES), t.MOVIE_ID)
+    assert sorted((r.user_id, r.movie_id) for r in ratings.collect()) == [(5, 7), (5, 8), (6, 9)]
 
 
 @pytest.mark.parametrize("breakage, message", [

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from movierec.core import delta_io, tables as t
+from movierec.core import delta_io, job_guard, tables as t
 from movierec.core.config import load_config
 from movierec.data import increment, known
 from movierec.data.layouts import SourceError
@@ -78,7 +78,8 @@ def test_each_file_counts_its_lines_and_only_good_rows_arrive(spark, landed):
     assert delta_io.read(spark, lake, t.MOVIES).where("movie_id = 9").count() == 1
 
 
-def test_a_rerun_and_a_later_night_take_nothing_twice(spark, landed, lake, tmp_path):
+def test_a_rerun_a_later_night_and_a_night_that_died_take_nothing_twice(spark, landed, lake, tmp_path,
+                                                                        monkeypatch):
     cfg, landing, _ = landed
     copy_lake(cfg.path("lake"), lake)
     folder = shutil.copytree(landing, tmp_path / "landing")
@@ -90,7 +91,13 @@ def test_a_rerun_and_a_later_night_take_nothing_twice(spark, landed, lake, tmp_p
     assert all(f["skipped"] for f in later["files"] if f["file"] != "g_empty.csv")
     assert {n: delta_io.version(spark, lake, n) for n in versions} == versions
     _write(folder / "h_next_night.csv", RATINGS_HEADER, f"10,5,1.0,{TS + 99}")
-    assert increment.run(spark, cfg, "2026-02-03")["added"] == 1
+    monkeypatch.setenv(job_guard.FAULT_ENV, f"raise:{t.LANDING_FILES}")   # dies after its MERGE
+    with pytest.raises(job_guard.SimulatedCrash):
+        increment.run(spark, cfg, "2026-02-03")
+    monkeypatch.delenv(job_guard.FAULT_ENV)
+    with pytest.raises(job_guard.UnfinishedJobError, match="run `ingest_increment` again"):
+        known.known_ratings(spark, lake, "2026-02-03")
+    assert increment.run(spark, cfg, "2026-02-03")["added"] == 1   # the file again, its rating once
     assert known.known_ratings(spark, lake, "2026-02-02").count() == 8
     assert known.known_ratings(spark, lake, "2026-02-03").count() == 9
 

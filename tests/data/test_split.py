@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 from pyspark.sql import functions as F
 
-from movierec.core import delta_io, tables as t
+from movierec.core import delta_io, job_guard, tables as t
 from movierec.data import split
 
 
@@ -100,11 +100,22 @@ def test_rerun_is_a_no_op(spark, ingested):
     assert {n: delta_io.version(spark, lake, n) for n in names} == before
 
 
-def test_split_is_deterministic_across_lakes(spark, ingested, make_cfg):
+def test_a_split_that_died_between_train_and_test_is_refused_then_redone_the_same(
+        spark, ingested, make_cfg, monkeypatch):
+    """Killed after train, before test: no job reads the half-written split, and the rerun
+    writes the split any lake with these ratings gets."""
     lake = ingested.lake
     cfg = make_cfg()
     shutil.copytree(lake / t.RATINGS, cfg.path("lake") / t.RATINGS)   # the same ratings, no split yet
-    split.run(spark, cfg)
+    monkeypatch.setenv(job_guard.FAULT_ENV, f"raise:{t.RATINGS_TEST}")
+    with pytest.raises(job_guard.SimulatedCrash):
+        split.run(spark, cfg)
+    monkeypatch.delenv(job_guard.FAULT_ENV)
+    with pytest.raises(job_guard.UnfinishedJobError,
+                       match=r"`split` .* began writing ratings_train, ratings_test\. .* run `split` again"):
+        delta_io.read(spark, cfg.path("lake"), t.RATINGS_TRAIN)
+    assert not split.run(spark, cfg).skipped
+    assert job_guard.markers(cfg.path("lake")) == []
     for name in (t.RATINGS_TRAIN, t.RATINGS_TEST, t.RATINGS_BUFFER):
         a, b = delta_io.read(spark, lake, name), delta_io.read(spark, cfg.path("lake"), name)
         assert a.exceptAll(b).count() == 0 and b.exceptAll(a).count() == 0

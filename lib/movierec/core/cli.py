@@ -9,6 +9,7 @@ import re
 import sys
 from typing import Callable
 
+from movierec.core import job_guard
 from movierec.core.config import Config, ConfigError, load_config
 from movierec.core.errors import UserError
 from movierec.core.logs import configure_logging
@@ -84,6 +85,11 @@ def job_main(job: str, argv: list[str], run: Callable | str, description: str,
         return 0
     except USER_ERRORS as e:
         log.error("%s failed: %s", job, e)
+        return 1
+    except Exception as e:
+        if (storage := job_guard.storage_failure(e)) is None:
+            raise
+        log.error("%s failed: %s", job, storage)
         return 1
     finally:
         spark.stop()

@@ -8,28 +8,14 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from movierec.core import tables
+from movierec.core import job_guard, tables
 from movierec.core.errors import UserError
 
-# Which job creates each table, for the "run X first" message.
-PRODUCER = {
-    **{t: "ingest" for t in tables.INGESTED_TABLES},
-    tables.REJECTS: "ingest",
-    tables.INGESTION_RUNS: "ingest",
-    tables.RATINGS_TRAIN: "split",
-    tables.RATINGS_TEST: "split",
-    tables.RATINGS_BUFFER: "split",
-    tables.SPLIT_INFO: "split",
-    tables.MODEL_METRICS: "train_als",
-    tables.RECOMMENDATIONS: "recommend",
-    tables.RECOMMENDATIONS_LATEST: "recommend",
-    tables.POPULAR_MOVIES: "recommend",
-    tables.RATINGS_INCREMENTS: "ingest_increment",
-    tables.DRIFT_ALERTS: "detect_drift",
-    tables.GATE_DECISIONS: "train_als",
-    tables.SERVING_METRICS: "recommend",
-    tables.LANDING_FILES: "ingest_increment",
-}
+# Which job creates each table, for the "run X first" message: the first job that writes it.
+PRODUCER: dict[str, str] = {}
+for _job, _names in tables.JOB_TABLES.items():
+    for _name in _names:
+        PRODUCER.setdefault(_name, _job)
 
 
 class MissingTableError(UserError, RuntimeError):
@@ -45,6 +31,7 @@ def exists(spark: SparkSession, lake: Path | str, name: str) -> bool:
 
 
 def read(spark: SparkSession, lake: Path | str, name: str) -> DataFrame:
+    job_guard.check_readable(lake, name)
     if not exists(spark, lake, name):
         job = PRODUCER.get(name, "the job that writes it")
         raise MissingTableError(
@@ -61,7 +48,9 @@ def latest_row(spark: SparkSession, lake: Path | str, name: str, order_by: str) 
 
 
 def delta_table(spark: SparkSession, lake: Path | str, name: str) -> DeltaTable:
+    """The table to change in place (MERGE, DELETE)."""
     read(spark, lake, name)  # the missing-table error that names the job to run
+    job_guard.before_write(lake, name)
     return DeltaTable.forPath(spark, table_path(lake, name))
 
 
@@ -73,7 +62,9 @@ def version(spark: SparkSession, lake: Path | str, name: str) -> int | None:
 
 
 def ensure(spark: SparkSession, lake: Path | str, name: str) -> DeltaTable:
-    """Creates the table with its declared schema and partitioning if it does not exist yet."""
+    """Creates the table with its declared schema and partitioning if it does not exist yet;
+    every write goes through here first."""
+    job_guard.before_write(lake, name)
     partition_by = tables.PARTITION_BY.get(name, ())
     builder = (DeltaTable.createIfNotExists(spark)
                .location(table_path(lake, name))

@@ -168,7 +168,10 @@ class DriftSettings(Section):
 
 
 class Settings(Section):
-    lake: Name
+    # the lake's path reaches Spark SQL inside backticks (delta.`<path>`), where a backtick or a
+    # control character would end or break the identifier
+    lake: Annotated[str, Field(pattern=r"^[^`\x00-\x1f]+$")]
+    lake_lock_timeout_s: PositiveFloat
     raw_dir: Name
     spark: SparkSettings
     ingest: IngestSettings

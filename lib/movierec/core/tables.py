@@ -209,3 +209,14 @@ SCHEMAS[RATINGS_BUFFER] = T.StructType(
 
 # Source tables written by ingest, in the order they are validated (movies first: others refer to it).
 INGESTED_TABLES = (MOVIES, RATINGS, TAGS, LINKS, GENOME_TAGS, GENOME_SCORES)
+
+# What each job writes. A job's tables change together: while it is unfinished, other jobs may
+# not read them (core/job_guard.py). The first job naming a table is the one that creates it.
+JOB_TABLES: dict[str, tuple[str, ...]] = {
+    "ingest": INGESTED_TABLES + (REJECTS, INGESTION_RUNS),
+    "split": (RATINGS_TRAIN, RATINGS_TEST, RATINGS_BUFFER, SPLIT_INFO),
+    "train_als": (MODEL_METRICS, GATE_DECISIONS),
+    "recommend": (RECOMMENDATIONS, RECOMMENDATIONS_LATEST, POPULAR_MOVIES, SERVING_METRICS),
+    "ingest_increment": (RATINGS_INCREMENTS, LANDING_FILES, MOVIES, REJECTS),
+    "detect_drift": (DRIFT_ALERTS,),
+}

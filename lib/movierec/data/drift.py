@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from scipy import stats
 
-from movierec.core import delta_io, tables as t
+from movierec.core import delta_io, job_guard, tables as t
 from movierec.core.config import Config
 from movierec.core.errors import UserError
 from movierec.data import known
@@ -102,6 +102,7 @@ def verdict(metric: str, value: float, threshold: float) -> str:
     return DRIFT if value > threshold else OK
 
 
+@job_guard.job("detect_drift")
 def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> dict:
     run_date = run_date or date.today().isoformat()
     lake = cfg.path("lake")

@@ -17,7 +17,7 @@ from datetime import date
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from movierec.core import delta_io, tables as t
+from movierec.core import delta_io, job_guard, tables as t
 from movierec.core.config import Config
 from movierec.core.logs import stage
 from movierec.data import landing
@@ -41,6 +41,7 @@ def next_batch(spark: SparkSession, lake, run_date: str) -> tuple[int | None, bo
     return upcoming, False
 
 
+@job_guard.job("ingest_increment")
 def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> dict:
     run_date = run_date or date.today().isoformat()
     if cfg.increment.source:

@@ -19,12 +19,12 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from movierec.core import delta_io, tables as t
+from movierec.core import delta_io, job_guard, tables as t
 from movierec.core.config import Config
 from movierec.core.logs import stage
 from movierec.data.layouts import FileSpec, SourceError
 from movierec.data.lines import read_numbered_lines
-from movierec.data.parse import (LINE, RULE, quarantined_raw, reject_duplicates, reject_unknown_movies,
+from movierec.data.parse import (LINE, RAW, RULE, quarantined_raw, reject_duplicates, reject_unknown_movies,
                                  split_fields, type_columns)
 from movierec.data.source import OpenedSource, checksum, open_source
 
@@ -72,6 +72,9 @@ def validate_file(spark: SparkSession, src: OpenedSource, spec: FileSpec, *, min
                   max_epoch: int, movie_ids: DataFrame | None) -> tuple[DataFrame, int]:
     """All data lines of one file with typed columns and `rule`; and the number of data lines."""
     lines, n_lines = read_numbered_lines(spark, str(src.files[spec.table]))
+    # a byte order mark is no part of a headerless file's first value
+    lines = lines.withColumn(RAW, F.when(F.col(LINE) == 1, F.regexp_replace(RAW, "^\ufeff", ""))
+                             .otherwise(F.col(RAW)))
     if spec.header is not None:
         lines, n_lines = lines.where(F.col(LINE) > 1), n_lines - 1
     rows = type_columns(split_fields(lines, spec), spec, src.layout,
@@ -100,6 +103,7 @@ def count_by_rule(rows: DataFrame, n_lines: int, spec: FileSpec) -> tuple[FileCo
     return FileCount(spec.filename, spec.table, n_lines, accepted, rejected), by_rule
 
 
+@job_guard.job("ingest")
 def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> IngestResult:
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     lake = cfg.path("lake")

@@ -17,7 +17,7 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from movierec.core import delta_io, tables as t
+from movierec.core import delta_io, job_guard, tables as t
 from movierec.core.config import Config
 from movierec.core.errors import UserError
 from movierec.core.logs import stage
@@ -117,6 +117,7 @@ class SplitResult:
     cold_start: dict[str, float]
 
 
+@job_guard.job("split")
 def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> SplitResult:
     lake = cfg.path("lake")
     ratings = delta_io.read(spark, lake, t.RATINGS)

@@ -22,7 +22,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from movierec.core import delta_io, tables as t
+from movierec.core import delta_io, job_guard, tables as t
 from movierec.core.config import Config
 from movierec.core.errors import UserError
 from movierec.core.logs import stage
@@ -65,6 +65,7 @@ def _check_inputs(spark: SparkSession, lake, cfg: Config) -> tuple[DataFrame, Da
     return train, test, n_train
 
 
+@job_guard.job("train_als")
 def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> TrainResult | str:
     run_date = run_date or date.today().isoformat()
     lake = cfg.path("lake")

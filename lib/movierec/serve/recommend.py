@@ -22,7 +22,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from movierec.core import delta_io, tables as t
+from movierec.core import delta_io, job_guard, tables as t
 from movierec.core.config import Config
 from movierec.core.errors import UserError
 from movierec.core.logs import stage
@@ -130,6 +130,7 @@ def preflight(cfg: Config) -> pg_settings.PgSettings | None:
     return pg_settings.reachable(pg_settings.connection_settings(cfg))
 
 
+@job_guard.job("recommend")
 def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> dict:
     run_date = run_date or date.today().isoformat()
     lake, k = cfg.path("lake"), cfg.recommend.k
@@ -137,7 +138,6 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> dict:
     known = known_ratings(spark, lake, run_date).persist(StorageLevel.MEMORY_AND_DISK)
     champion = load_champion(spark, cfg, known)
     folded = fold_in_changed(spark, lake, champion, known, run_date)
-    live = record_serving_metrics(spark, cfg, run_date)
     this_run = f"{t.RUN_DATE} = DATE'{run_date}'"
 
     with stage(log, f"top-{k} for every known user") as st:
@@ -149,6 +149,9 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> dict:
             delta_io.overwrite(recs, lake, t.RECOMMENDATIONS, replace_where=this_run)
         finally:
             recs.unpersist()
+    # after tonight's lists passed their check, so that a night which fails it writes nothing;
+    # it scores the lists of earlier nights, which tonight's do not change
+    live = record_serving_metrics(spark, cfg, run_date)
     delta_io.overwrite(popular_movies(champion, k, run_date), lake, t.POPULAR_MOVIES, replace_where=this_run)
     latest = _publish_latest(spark, lake, cfg.recommend.retention_days)
     summary = {"run_date": run_date, "model": f"{champion.name} v{champion.version}", "rows": st.rows,
