@@ -22,7 +22,7 @@ JOBS = ("ingest",)
 # Executors must fit the 1g workers. With two executors, Spark would wait up to 3 s per stage
 # for a task slot "near" cached data (one executor in local mode never waits): not worth it here.
 CONF = ("--conf", "spark.executor.memory=1g", "--conf", "spark.locality.wait=0s",
-        "--conf", "spark.executor.extraJavaOptions=-XX:TieredStopAtLevel=1")   # as TEST_JVM_OPTS
+        "--conf", "spark.executor.extraJavaOptions=-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")   # as TEST_JVM_OPTS
 
 
 @dataclass
