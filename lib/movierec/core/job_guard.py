@@ -72,6 +72,7 @@ class _Job:
     name: str
     lake: Path
     written: list[str] = field(default_factory=list)
+    started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
 _locks: dict[Path, _Held] = {}
@@ -133,8 +134,7 @@ def _fault(name: str) -> None:
 def _write_marker(job: _Job) -> None:
     path = marker_path(job.lake, job.name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    body = {"job": job.name, "pid": os.getpid(), "host": socket.gethostname(), "started": started,
+    body = {"job": job.name, "pid": os.getpid(), "host": socket.gethostname(), "started": job.started,
             "tables": list(tables.JOB_TABLES[job.name]), "written": job.written}
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(body))
