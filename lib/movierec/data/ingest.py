@@ -72,11 +72,11 @@ def validate_file(spark: SparkSession, src: OpenedSource, spec: FileSpec, *, min
                   max_epoch: int, movie_ids: DataFrame | None) -> tuple[DataFrame, int]:
     """All data lines of one file with typed columns and `rule`; and the number of data lines."""
     lines, n_lines = read_numbered_lines(spark, str(src.files[spec.table]))
-    # a byte order mark is no part of a headerless file's first value
-    lines = lines.withColumn(RAW, F.when(F.col(LINE) == 1, F.regexp_replace(RAW, "^\ufeff", ""))
-                             .otherwise(F.col(RAW)))
     if spec.header is not None:
         lines, n_lines = lines.where(F.col(LINE) > 1), n_lines - 1
+    else:   # a byte order mark is no part of a headerless file's first value
+        lines = lines.withColumn(RAW, F.when(F.col(LINE) == 1, F.regexp_replace(RAW, "^\ufeff", ""))
+                                 .otherwise(F.col(RAW)))
     rows = type_columns(split_fields(lines, spec), spec, src.layout,
                         min_epoch=min_epoch, max_epoch=max_epoch, genres=src.genres)
     if spec.refers_to_movies and movie_ids is not None:
