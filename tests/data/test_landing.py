@@ -91,12 +91,17 @@ def test_a_rerun_a_later_night_and_a_night_that_died_take_nothing_twice(spark, l
     assert all(f["skipped"] for f in later["files"] if f["file"] != "g_empty.csv")
     assert {n: delta_io.version(spark, lake, n) for n in versions} == versions
     _write(folder / "h_next_night.csv", RATINGS_HEADER, f"10,5,1.0,{TS + 99}")
-    monkeypatch.setenv(job_guard.FAULT_ENV, f"raise:{t.LANDING_FILES}")   # dies after its MERGE
-    with pytest.raises(job_guard.SimulatedCrash):
-        increment.run(spark, cfg, "2026-02-03")
+    merged = delta_io.version(spark, lake, t.RATINGS_INCREMENTS)
+    # dies as its MERGE begins (a MERGE is one commit: killed during it, it has not happened),
+    # then, on the retry, after its MERGE and before its landing_files rows
+    for point, merges in ((t.RATINGS_INCREMENTS, 0), (t.LANDING_FILES, 1)):
+        monkeypatch.setenv(job_guard.FAULT_ENV, f"raise:{point}")
+        with pytest.raises(job_guard.SimulatedCrash):
+            increment.run(spark, cfg, "2026-02-03")
+        assert delta_io.version(spark, lake, t.RATINGS_INCREMENTS) == merged + merges
+        with pytest.raises(job_guard.UnfinishedJobError, match="run `ingest_increment` again"):
+            known.known_ratings(spark, lake, "2026-02-03")
     monkeypatch.delenv(job_guard.FAULT_ENV)
-    with pytest.raises(job_guard.UnfinishedJobError, match="run `ingest_increment` again"):
-        known.known_ratings(spark, lake, "2026-02-03")
     assert increment.run(spark, cfg, "2026-02-03")["added"] == 1   # the file again, its rating once
     assert known.known_ratings(spark, lake, "2026-02-02").count() == 8
     assert known.known_ratings(spark, lake, "2026-02-03").count() == 9

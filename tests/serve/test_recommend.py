@@ -6,6 +6,7 @@ next night: tests/e2e/test_dag_run.py.)"""
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -14,14 +15,15 @@ import pytest
 from mlflow import MlflowClient
 from pyspark.sql import functions as F
 
-from movierec.core import delta_io, tables as t
+from movierec.core import delta_io, job_guard, tables as t
 from movierec.core.config import load_config
 from movierec.data.known import known_ratings, record_arrivals
-from movierec.serve import pg_settings as pgs, recommend, serving_sql
-from tests.helpers import K, PIPELINE_DATE as DAY1, copy_lake
+from movierec.serve import pg_publish, pg_settings as pgs, recommend, serving_sql
+from tests.helpers import K, PIPELINE_DATE as DAY1, copy_lake, pg_database
 
 USERS_DAY1 = 563  # users with a train or test rating in the real ml-latest-small split
 NIGHT = "2026-11-25"   # a night after DAY1 with one newcomer and one known user's new rating
+NIGHT2 = "2026-11-26"  # the night after, which dies twice before its rerun
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +193,55 @@ def test_a_run_that_breaks_the_contract_is_never_written_so_never_latest(spark, 
     runs = delta_io.read(spark, lake, t.RECOMMENDATIONS)
     assert runs.where(F.col(t.RUN_DATE) == broken_night).count() == 0
     assert str(recommend._publish_latest(spark, lake, cfg.recommend.retention_days)) == NIGHT
+
+
+def test_a_recommend_that_dies_in_its_write_or_before_the_postgres_swap_is_redone_by_its_rerun(
+        spark, served, pg_settings, monkeypatch):
+    """After the runs above (latest: NIGHT), NIGHT2 dies as its top-K write begins (beside the
+    data files a write killed midway leaves), then after its Delta tables, before the PostgreSQL
+    swap. Applications' readers of Delta and of PostgreSQL see one whole night each time, jobs
+    refuse the half-written tables, and the rerun serves NIGHT2 everywhere, its rows once."""
+    cfg, *_ = served
+    lake = cfg.path("lake")
+    pg = pg_database(pg_settings, "recommend_faults")
+    monkeypatch.delenv(pgs.ENV_URL, raising=False)
+    for name, value in pgs.env_for(pg).items():
+        monkeypatch.setenv(name, value)
+    recommend.publish_postgres(spark, lake, pg)   # PostgreSQL serves NIGHT, as NIGHT's run left it
+    cfg = cfg.with_overrides({"recommend.publish_postgres": True})
+    night = {NIGHT: (USERS_DAY1 + 1) * K}
+    night2 = {NIGHT2: (USERS_DAY1 + 1) * K}   # no arrivals after NIGHT
+
+    def served_nights() -> tuple[dict, dict]:
+        latest = spark.read.format("delta").load(delta_io.table_path(lake, t.RECOMMENDATIONS_LATEST))
+        with pgs.connect(pg) as conn:
+            on_pg = conn.execute("SELECT run_date, count(*) FROM recommendations GROUP BY 1").fetchall()
+        return ({str(d): n for d, n in latest.groupBy(t.RUN_DATE).count().collect()},
+                {str(d): n for d, n in on_pg})
+
+    def dies_at(point: str) -> None:
+        monkeypatch.setenv(job_guard.FAULT_ENV, f"raise:{point}")
+        with pytest.raises(job_guard.SimulatedCrash):
+            recommend.run(spark, cfg, NIGHT2)
+        with pytest.raises(job_guard.UnfinishedJobError, match="run `recommend` again"):
+            delta_io.read(spark, lake, t.RECOMMENDATIONS_LATEST)
+
+    dies_at(t.RECOMMENDATIONS)
+    runs = Path(delta_io.table_path(lake, t.RECOMMENDATIONS))
+    orphan = next(runs.rglob("*.parquet"))
+    shutil.copy(orphan, orphan.with_name("part-99999-of-a-killed-write.snappy.parquet"))
+    assert served_nights() == (night, night)
+    dies_at(pg_publish.FAULT_BEFORE_SWAP)
+    assert served_nights() == (night2, night)
+    lists = [t.USER_ID, t.RANK, t.MOVIE_ID]   # not scores: a fold-in may differ in the last bits
+    written = sorted(spark.read.format("delta").load(str(runs)).where(F.col(t.RUN_DATE) == NIGHT2)
+                     .select(lists).collect())
+    monkeypatch.delenv(job_guard.FAULT_ENV)
+    assert recommend.run(spark, cfg, NIGHT2)["rows"] == night2[NIGHT2]
+    assert served_nights() == (night2, night2)
+    assert job_guard.unfinished(lake, "recommend") is None
+    assert sorted(delta_io.read(spark, lake, t.RECOMMENDATIONS).where(F.col(t.RUN_DATE) == NIGHT2)
+                  .select(lists).collect()) == written
 
 
 def test_no_champion_is_a_clear_error(spark, served, tmp_path):

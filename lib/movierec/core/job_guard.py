@@ -43,9 +43,10 @@ log = logging.getLogger(__name__)
 
 MARKERS = "_unfinished"
 LOCK = "_lake.lock"
-# Test-only fault points: "kill:<table>" SIGKILLs the process group, "raise:<table>" raises
-# SimulatedCrash, as the job begins to write <table>: its earlier tables are committed, this one
-# is not, as when a job dies during a write.
+# Test-only fault points: "kill:<point>" SIGKILLs the process group, "raise:<point>" raises
+# SimulatedCrash, where the job reaches <point>: a table's name as the job begins to write it
+# (its earlier tables are committed, this one is not, as when a job dies during a write), or
+# another point named by a fault_point() call.
 FAULT_ENV = "MOVIEREC_FAULT"
 
 
@@ -118,17 +119,18 @@ def before_write(lake: Path | str, name: str) -> None:
     if name not in job.written:
         job.written.append(name)
         _write_marker(job)
-    _fault(name)
+    fault_point(name)
 
 
-def _fault(name: str) -> None:
-    action, _, table = os.environ.get(FAULT_ENV, "").partition(":")
-    if table != name:
+def fault_point(name: str) -> None:
+    """Dies here if FAULT_ENV names this point (tests only; a no-op otherwise)."""
+    action, _, point = os.environ.get(FAULT_ENV, "").partition(":")
+    if point != name:
         return
-    log.warning("fault point before the write of %s: %s", name, action)
+    log.warning("fault point %s: %s", name, action)
     if action == "kill":
         os.killpg(os.getpgrp(), signal.SIGKILL)
-    raise SimulatedCrash(f"{FAULT_ENV}={action}:{table}")
+    raise SimulatedCrash(f"{FAULT_ENV}={action}:{point}")
 
 
 def _write_marker(job: _Job) -> None:

@@ -28,6 +28,7 @@ from pyspark.sql import functions as F, types as T
 from tenacity import (RetryError, Retrying, retry_if_exception_type, stop_after_attempt,
                       wait_exponential)
 
+from movierec.core import job_guard
 from movierec.serve.pg_schema import (OLD, STAGING, PgTable, check_spec, conformed, index_name,
                                       spark_type)
 from movierec.serve.pg_settings import PgSettings, PublishError, connect
@@ -35,6 +36,7 @@ from movierec.serve.pg_settings import PgSettings, PublishError, connect
 log = logging.getLogger(__name__)
 
 METHODS = ("copy", "jdbc")
+FAULT_BEFORE_SWAP = "postgres_swap"   # job_guard's test-only fault point: staged, not swapped
 DEFAULT_METHOD = "copy"   # ~1.3x the JDBC writer's rows/s on 3M rows (730k vs 555k rows/s)
 
 def publish_table(df: DataFrame, spec: PgTable, settings: PgSettings, **kwargs) -> int:
@@ -65,6 +67,7 @@ def publish_many(tables: Sequence[tuple[DataFrame, PgTable]], settings: PgSettin
         for df, spec in tables:
             counts[spec.name] = _stage(df, spec, settings, method, parallelism or _default_parallelism(df),
                                        batch_size, grant_select_to)
+        job_guard.fault_point(FAULT_BEFORE_SWAP)
         with connect(settings) as conn:
             _swap(conn, [spec for _, spec in tables], swap_lock_timeout_s, swap_attempts)
     except BaseException:
