@@ -14,15 +14,23 @@ export PATH := $(VENV)/bin:$(PATH)
 # Spark runs one task per core; a multi-threaded native BLAS under each task only oversubscribes.
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: setup run test bench-setup bench bench-als bench-ingest bench-smoke clean-lake
+.PHONY: setup run-setup run test bench-setup bench bench-als bench-ingest bench-smoke clean-lake
 
-setup: $(VENV)/.installed .jars/.installed
+# `make run` needs the project's venv and the JVM jars only; `make setup` (and so `make test`)
+# adds the test tools and Airflow's venv (conf/airflow.mk), which the jobs never import.
+run-setup: $(VENV)/.installed .jars/.installed
+
+setup: run-setup $(VENV)/.test-installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e .
 	bash conf/activate-hook.sh $(VENV) $(ROOT)
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
 # Maven Central is reached with Maven itself: Spark's Ivy resolver cannot use this machine's setup.
@@ -31,7 +39,7 @@ $(VENV)/.installed: pyproject.toml
 	    -DexcludeTransitive=true -DoutputDirectory=$(ROOT)/.jars
 	touch $@
 
-run: setup
+run: run-setup
 	spark-submit jobs/pipeline.py --profile local $(ARGS)
 
 test: setup
