@@ -31,10 +31,15 @@ def pg_settings(pg_dir) -> PgSettings:
     return PgSettings(server.host, server.port, server.database, server.user, server.password)
 
 
+def point_jobs_at(settings: PgSettings, monkeypatch) -> PgSettings:
+    """Points connection_settings(), and so every job in this process, at `settings`."""
+    monkeypatch.delenv(pgs.ENV_URL, raising=False)
+    for name, value in pgs.env_for(settings).items():
+        monkeypatch.setenv(name, value)
+    return settings
+
+
 @pytest.fixture
 def pg_env(pg_settings, monkeypatch) -> PgSettings:
-    """Points connection_settings(), and so every job, at the suite's server."""
-    monkeypatch.delenv(pgs.ENV_URL, raising=False)
-    for name, value in pgs.env_for(pg_settings).items():
-        monkeypatch.setenv(name, value)
-    return pg_settings
+    """Points every job at the suite's server."""
+    return point_jobs_at(pg_settings, monkeypatch)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from movierec_embedded.cluster import Cluster, start_cluster
-from tests.helpers import ROOT, job_env, tail
+from tests.helpers import ROOT, TEST_JVM_OPTS, job_env, tail
 
 VENV_BIN = ROOT / ".venv" / "bin"
 SUBMIT_TIMEOUT_S = 360
@@ -22,7 +22,7 @@ JOBS = ("ingest",)
 # Executors must fit the 1g workers. With two executors, Spark would wait up to 3 s per stage
 # for a task slot "near" cached data (one executor in local mode never waits): not worth it here.
 CONF = ("--conf", "spark.executor.memory=1g", "--conf", "spark.locality.wait=0s",
-        "--conf", "spark.executor.extraJavaOptions=-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")   # as TEST_JVM_OPTS
+        "--conf", f"spark.executor.extraJavaOptions={TEST_JVM_OPTS['SPARK_SUBMIT_OPTS']}")
 
 
 @dataclass

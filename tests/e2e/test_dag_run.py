@@ -20,6 +20,7 @@ from movierec.serve import pg_settings as pgs, recommend, smoke
 from tests.background import NIGHTLY_DATE, PG_DOWN_DATE
 from tests.e2e.airflow_cli import output
 from tests.helpers import PIPELINE_DATE as DAY1, ROOT
+from tests.pg_fixture import point_jobs_at
 
 DAY = NIGHTLY_DATE   # a Monday: the nightly refit, no CV
 JOBS = ("ingest_increment", "detect_drift", "train_als", "recommend", "smoke_check")
@@ -146,8 +147,7 @@ def test_tonight_every_known_user_got_k_movies_and_none_they_rated_even_tonight(
 def test_every_job_rerun_for_the_same_date_changes_no_table(spark, nightly, monkeypatch):
     """What a second `dags test` of the date would do, job by job, in this process."""
     cfg, before = nightly["cfg"], nightly["after"]
-    for name, value in pgs.env_for(nightly["pg"]).items():
-        monkeypatch.setenv(name, value)
+    point_jobs_at(nightly["pg"], monkeypatch)
     assert increment.run(spark, cfg, DAY)["added"] == 0
     drift.run(spark, cfg, DAY)
     refit = train.run(spark, cfg.with_overrides({"train.mode": "refit"}), DAY)

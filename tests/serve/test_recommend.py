@@ -20,6 +20,7 @@ from movierec.core.config import load_config
 from movierec.data.known import known_ratings, record_arrivals
 from movierec.serve import pg_publish, pg_settings as pgs, recommend, serving_sql
 from tests.helpers import K, PIPELINE_DATE as DAY1, copy_lake, pg_database
+from tests.pg_fixture import point_jobs_at
 
 USERS_DAY1 = 563  # users with a train or test rating in the real ml-latest-small split
 NIGHT = "2026-11-25"   # a night after DAY1 with one newcomer and one known user's new rating
@@ -203,10 +204,7 @@ def test_a_recommend_that_dies_in_its_write_or_before_the_postgres_swap_is_redon
     refuse the half-written tables, and the rerun serves NIGHT2 everywhere, its rows once."""
     cfg, *_ = served
     lake = cfg.path("lake")
-    pg = pg_database(pg_settings, "recommend_faults")
-    monkeypatch.delenv(pgs.ENV_URL, raising=False)
-    for name, value in pgs.env_for(pg).items():
-        monkeypatch.setenv(name, value)
+    pg = point_jobs_at(pg_database(pg_settings, "recommend_faults"), monkeypatch)
     recommend.publish_postgres(spark, lake, pg)   # PostgreSQL serves NIGHT, as NIGHT's run left it
     cfg = cfg.with_overrides({"recommend.publish_postgres": True})
     night = {NIGHT: (USERS_DAY1 + 1) * K}
