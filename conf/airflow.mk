@@ -33,7 +33,7 @@ $(AIRFLOW_VENV)/.installed: $(AIRFLOW_LOCK) $(ROOT)/conf/airflow.mk
 	$(PYTHON) -m venv $(AIRFLOW_VENV)
 	echo '*' > $(AIRFLOW_VENV)/.gitignore
 	$(AIRFLOW_VENV)/bin/python -m pip install -q --upgrade pip
-	$(AIRFLOW_VENV)/bin/python -m pip install -q -c $(AIRFLOW_LOCK) $(AIRFLOW_REQS)
+	$(AIRFLOW_VENV)/bin/python -m pip install -q --no-compile -c $(AIRFLOW_LOCK) $(AIRFLOW_REQS)
 	touch $@
 
 airflow-init: airflow-setup

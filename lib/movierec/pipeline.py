@@ -41,6 +41,7 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> dict:
         "cold_start": f"{splitted.cold_start['test_users_new_share']:.1%} of test users and "
                       f"{splitted.cold_start['test_ratings_new_user_share']:.1%} of test ratings "
                       f"have no train history",
+        "cv": "none: training was skipped" if isinstance(trained, str) else trained.cv,
         "train": trained if isinstance(trained, str) else _train_line(trained, cfg),
         "serve": f"{served['rows']:,} recommendations for {served['users']:,} users by "
                  f"{served['model']}, run {served['latest_run_date']}"

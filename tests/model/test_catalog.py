@@ -98,6 +98,23 @@ def test_a_new_model_is_tuned_fitted_and_evaluated_by_the_generic_loops(ratings,
     assert set(table.model) == {"global_mean", "fixed", "shifted"}
 
 
+class Untunable(Model):
+    """One grid point: nothing for CV to choose, so it must never be fitted there."""
+    name, rates, cv_metric = "untunable", True, CvMetric.RMSE
+
+    def grid(self):
+        return [{"damping": 7}]
+
+    def fit(self, ratings, params, deps):
+        raise AssertionError("a one-point grid was cross-validated")
+
+
+def test_a_model_with_one_grid_point_is_chosen_without_a_fit(ratings, make_cfg):
+    cfg = make_cfg(train__cv__folds=1, train__cv__val_frac=4 / 15)
+    results = cross_validate(ratings[0], {"untunable": Untunable(cfg)}, cfg)
+    assert results["untunable"].best == {"damping": 7} and results["untunable"].rows == []
+
+
 def test_the_catalog_fits_each_model_after_what_it_requires():
     models = catalog.build(load_config("test"))
     names = list(models)

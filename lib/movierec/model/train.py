@@ -32,7 +32,7 @@ from movierec.model import catalog, plots, prequential, schedule, tracking
 from movierec.model.base import Fitted, Model
 from movierec.model.evaluate import RATING_POPULATION, evaluate, value
 from movierec.model.gate import PairedVerdict, Verdict
-from movierec.model.tuning import chosen_params, cross_validate
+from movierec.model.tuning import chosen_params, cross_validate, describe_grids
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class TrainResult:
     best_params: dict[str, dict]
     metrics: pd.DataFrame = field(repr=False)
     gate: tracking.GateDecision | None = None
+    cv: str = ""   # the grid cross-validation searched (tuning.describe_grids), or why none ran
 
     def value(self, model: str, metric: str, population: str) -> float:
         return value(self.metrics, model, metric, population)
@@ -90,9 +91,11 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> TrainR
         if not refit:
             with stage(log, "cross-validation on train"):
                 results = cross_validate(train, models, cfg)
+            mlflow.set_tag("cv.grid", describe_grids(models, cfg))
             cv_table = pd.DataFrame([row for r in results.values() for row in r.rows])
-            tracking.log_table(cv_table, "cv_results")
-            tracking.log_figure(plots.cv_results(cv_table), "cv_results")
+            if not cv_table.empty:   # every grid a single point: nothing was scored
+                tracking.log_table(cv_table, "cv_results")
+                tracking.log_figure(plots.cv_results(cv_table), "cv_results")
             params = {name: chosen_params(model, results) for name, model in models.items()}
         mlflow.log_dict(params, "best_params.json")
         for name, chosen in params.items():
@@ -124,7 +127,8 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> TrainR
         f.release()
     known.unpersist()
     train.unpersist()
-    result = TrainResult(run_id, params, table, gate)
+    cv = "none: refit with the champion's parameters" if refit else describe_grids(models, cfg)
+    result = TrainResult(run_id, params, table, gate, cv)
     _log_summary(result, models)
     return result
 

@@ -114,6 +114,22 @@ def score(metric: CvMetric, fitted: Fitted, fold: Fold, k: int, threshold: float
     return metrics.ranking_metrics(recs, truth, k, relevant_threshold=threshold)["ndcg"]
 
 
+def describe_grids(models: Mapping[str, Model], cfg: Config) -> str:
+    """Which grid cross-validation searches, in a line: what a run's summary says it tried."""
+    searched, fixed = [], []
+    for model in models.values():
+        grid = model.grid() if model.cv_metric is not None else []
+        if len(grid) == 1:
+            fixed.append(model.name)
+        elif grid:
+            axes = {key: list(dict.fromkeys(point[key] for point in grid)) for key in grid[0]}
+            varied = " x ".join(f"{key} {'/'.join(map(str, values))}"
+                                for key, values in axes.items() if len(values) > 1)
+            searched.append(f"{model.name} {len(grid)} points ({varied})")
+    return (f"{cfg.train.cv.folds} forward folds, profile {cfg.profile}: "
+            f"searched {', '.join(searched) or 'nothing'}; one point: {', '.join(fixed) or 'none'}")
+
+
 def chosen_params(model: Model, results: Mapping[str, SearchResult]) -> dict:
     """A model's parameters once the models before it are tuned: its own search's best, else
     what it shares with another model, else none."""
@@ -145,6 +161,12 @@ def cross_validate(train: DataFrame, models: Mapping[str, Model], cfg: Config) -
     for model in models.values():
         if model.cv_metric is None:
             continue
+        grid = model.grid()
+        if len(grid) == 1:   # nothing to choose: its fits would only cost time (3-5 s each here)
+            log.info("cv %s: one grid point (%s), nothing to choose", model.name, _label(grid[0]))
+            results[model.name] = SearchResult(model.name, model.cv_metric.value, grid[0],
+                                               float("nan"), [])
+            continue
 
         def fold_score(params: dict, fold: Fold, model: Model = model) -> float:
             fitted = model.fit(fold.fit, params, dependencies(model, fold))
@@ -153,7 +175,7 @@ def cross_validate(train: DataFrame, models: Mapping[str, Model], cfg: Config) -
             finally:
                 fitted.release()
 
-        results[model.name] = search(model.name, model.cv_metric.value, model.grid(), folds,
+        results[model.name] = search(model.name, model.cv_metric.value, grid, folds,
                                      fold_score, model.cv_metric.higher_is_better)
     for fitted in deps.values():
         fitted.release()
