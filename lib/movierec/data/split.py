@@ -3,7 +3,8 @@
 Ratings are ordered by (ts, user_id, movie_id): after ingest a (user, movie) pair is unique, so
 this order is total and the split is the same on every run. The cut points are found exactly
 without a global sort: a per-day histogram locates the day holding the k-th rating, and only
-that day's keys are sorted on the driver.
+that day's keys are sorted on the driver (a day of more than DAY_COLLECT_LIMIT ratings is first
+narrowed to the second holding the cut).
 """
 
 from __future__ import annotations
@@ -38,19 +39,32 @@ def _seconds() -> Column:
     return F.unix_seconds(F.col(t.TS))
 
 
-def kth_key(ratings: DataFrame, k: int) -> Key:
+# Ratings of one day the driver collects and sorts (~150 bytes each as Python tuples); a busier
+# day holding a cut is narrowed to its second first (docs/scaling.md).
+DAY_COLLECT_LIMIT = 1_000_000
+
+
+def _locate(ratings: DataFrame, bucket: Column, k: int) -> tuple[int, int, int]:
+    """(bucket value holding the k-th smallest key, k within that bucket, the bucket's size),
+    from a histogram of `bucket`, which must grow with the key."""
+    seen = 0
+    for value, count in sorted(tuple(r) for r in ratings.groupBy(bucket.alias("b")).count().collect()):
+        if seen + count >= k:
+            return value, k - seen, count
+        seen += count
+    raise SplitError(f"rank {k} is past the {seen} ratings")
+
+
+def kth_key(ratings: DataFrame, k: int, collect_limit: int = DAY_COLLECT_LIMIT) -> Key:
     """The k-th (1-based) smallest (ts, user_id, movie_id) key."""
     day = F.floor(_seconds() / _DAY)
-    counts = sorted(ratings.groupBy(day.alias("day")).count().collect())
-    seen = 0
-    for row in counts:
-        if seen + row["count"] >= k:
-            keys = sorted(
-                (r[0], r[1], r[2]) for r in ratings.where(day == row["day"])
-                .select(_seconds(), t.USER_ID, t.MOVIE_ID).collect())
-            return keys[k - seen - 1]
-        seen += row["count"]
-    raise SplitError(f"rank {k} is past the {seen} ratings")
+    value, k, size = _locate(ratings, day, k)
+    rows = ratings.where(day == value)
+    if size > collect_limit:
+        value, k, _ = _locate(rows, _seconds(), k)
+        rows = rows.where(_seconds() == value)
+    keys = sorted((r[0], r[1], r[2]) for r in rows.select(_seconds(), t.USER_ID, t.MOVIE_ID).collect())
+    return keys[k - 1]
 
 
 def at_or_before(key: Key) -> Column:
