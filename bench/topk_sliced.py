@@ -23,7 +23,8 @@ from pyspark.sql import functions as F
 from movierec.core import tables as t
 from movierec.core.config import load_config
 from movierec.core.spark import get_spark
-from movierec.model.topk import FEATURES, MAX_BROADCAST_CONF, top_k
+from movierec.model.topk import FEATURES
+from movierec.model.topk_blocked import MAX_BROADCAST_CONF, top_k_any_size
 
 
 def factors(spark, n: int, rank: int, id_col: str, seed: int):
@@ -55,7 +56,7 @@ def main() -> None:
         spark.conf.set(MAX_BROADCAST_CONF, str(limit))
         start = time.perf_counter()
         try:
-            top_k(users, items, None, args.k).write.format("noop").mode("overwrite").save()
+            top_k_any_size(users, items, None, args.k).write.format("noop").mode("overwrite").save()
             outcome = "done"
         except Exception as e:   # the point of (a): report how it fails, then go on
             text = str(e)

@@ -8,8 +8,8 @@ from pyspark.ml.recommendation import ALS
 from pyspark.testing import assertDataFrameEqual
 
 from movierec.core import tables as t
-from movierec.model.topk import MAX_BROADCAST_CONF, OUTPUT_SCHEMA, top_k
-from movierec.model.topk_blocked import top_k_blocked
+from movierec.model.topk import OUTPUT_SCHEMA, top_k
+from movierec.model.topk_blocked import MAX_BROADCAST_CONF, top_k_any_size, top_k_blocked
 
 K = 10
 
@@ -66,40 +66,33 @@ def _seen_df(spark, seen):
                                  f"{t.USER_ID} int, {t.MOVIE_ID} int")
 
 
-def test_parity_with_brute_force_on_exact_ties(spark, catalog):
+@pytest.mark.parametrize("sliced", [False, True], ids=["broadcast", "item_slices"])
+def test_parity_with_brute_force_on_exact_ties(spark, catalog, sliced):
     # Factors on a 0.5 grid make every score exact in float32 and float64, with many ties, so the
-    # whole result -- items, order, scores -- must match the reference exactly.
+    # whole result -- items, order, scores -- must match the reference exactly, whether the items
+    # are broadcast or cut into slices (topk_blocked, for catalogues too big to broadcast).
     rng, users, movies, seen, _ = catalog
     u = rng.integers(-2, 3, (len(users), 8)) / 2
     v = rng.integers(-2, 3, (len(movies), 8)) / 2
     bias_vec = rng.integers(-2, 3, len(movies)) / 4
     bias = {int(m): float(b) for m, b in zip(movies, bias_vec)}
-    got = top_k(_factors(spark, users, u, t.USER_ID), _factors(spark, movies, v, t.MOVIE_ID),
-                _seen_df(spark, seen), K, item_bias=bias, block_size=64)
+    args = (_factors(spark, users, u, t.USER_ID), _factors(spark, movies, v, t.MOVIE_ID),
+            _seen_df(spark, seen), K)
+    got = (top_k_blocked(*args, item_slices=3, user_chunks=2, item_bias=bias, block_size=64)
+           if sliced else top_k(*args, item_bias=bias, block_size=64))
     expected = _brute_force(users, u, movies, v, seen, K, bias_vec)
     rows = [(u_, m, rank, float(s)) for u_, ms in expected.items() for rank, (m, s) in enumerate(ms, 1)]
     assertDataFrameEqual(got, spark.createDataFrame(rows, OUTPUT_SCHEMA))
 
 
-def test_item_slices_give_the_broadcast_result_exactly_and_take_over_above_the_limit(spark, catalog):
-    rng, users, movies, seen, _ = catalog
-    u = rng.integers(-2, 3, (len(users), 8)) / 2
-    v = rng.integers(-2, 3, (len(movies), 8)) / 2
-    bias_vec = rng.integers(-2, 3, len(movies)) / 4
-    bias = {int(m): float(b) for m, b in zip(movies, bias_vec)}
-    user_f, item_f = _factors(spark, users, u, t.USER_ID), _factors(spark, movies, v, t.MOVIE_ID)
-    expected = _brute_force(users, u, movies, v, seen, K, bias_vec)
-    rows = [(u_, m, rank, float(s)) for u_, ms in expected.items() for rank, (m, s) in enumerate(ms, 1)]
-    sliced = top_k_blocked(user_f, item_f, _seen_df(spark, seen), K, item_slices=3, user_chunks=2,
-                           item_bias=bias, block_size=64)
-    assertDataFrameEqual(sliced, spark.createDataFrame(rows, OUTPUT_SCHEMA))
-    # 500 items x rank 8 x 4 bytes = 0.015 MB: a 0.005 MB limit makes top_k slice them (the
-    # plan says so; what slicing returns is checked above)
+def test_item_factors_over_the_broadcast_limit_are_sliced(spark):
+    items = _factors(spark, [10, 20, 30, 40], np.eye(4)[:, :2], t.MOVIE_ID)   # 4 x 2 x 4 bytes
+    users = _factors(spark, [1], [[1.0, 0.0]], t.USER_ID)
     plan = lambda df: df._jdf.queryExecution().optimizedPlan().toString()  # noqa: E731
-    assert "FlatMapCoGroupsInPandas" not in plan(top_k(user_f, item_f, None, K))
-    spark.conf.set(MAX_BROADCAST_CONF, "0.005")
+    assert "FlatMapCoGroupsInPandas" not in plan(top_k_any_size(users, items, None, 2))
+    spark.conf.set(MAX_BROADCAST_CONF, "0.00001")   # 10 bytes: under the factors' 32
     try:
-        assert "FlatMapCoGroupsInPandas" in plan(top_k(user_f, item_f, None, K))
+        assert "FlatMapCoGroupsInPandas" in plan(top_k_any_size(users, items, None, 2))
     finally:
         spark.conf.unset(MAX_BROADCAST_CONF)
 

@@ -16,7 +16,8 @@ from movierec.core.settings import AlsSettings
 from movierec.model.base import PREDICTION, CvMetric, Fitted, Model
 from movierec.model.baselines import Biases, residuals, with_baseline
 from movierec.model.grids import als_grid
-from movierec.model.topk import FEATURES, top_k
+from movierec.model.topk import FEATURES
+from movierec.model.topk_blocked import top_k_any_size
 
 RESIDUAL = "residual"
 
@@ -69,7 +70,7 @@ def als_lists(model: ALSModel, users: DataFrame, seen: DataFrame | None, k: int,
     wanted = user_factors.join(users.select(t.USER_ID).distinct(), t.USER_ID, "inner")
     if candidates is not None:
         item_factors = item_factors.join(candidates.select(t.MOVIE_ID), t.MOVIE_ID, "inner")
-    return top_k(wanted, item_factors, seen, k, item_bias=item_bias)
+    return top_k_any_size(wanted, item_factors, seen, k, item_bias=item_bias)
 
 
 class FittedAls(Fitted):

@@ -14,8 +14,6 @@ whole block: ties are resolved exactly, with no loop per user.
 
 from __future__ import annotations
 
-import logging
-import math
 from typing import Iterator
 
 import numpy as np
@@ -31,19 +29,12 @@ RANK = "rank"
 SCORE = "score"
 _SEEN = "_seen"
 
-log = logging.getLogger(__name__)
-
 OUTPUT_SCHEMA = f"{t.USER_ID} int, {t.MOVIE_ID} int, {RANK} int, {SCORE} float"
 _ARROW_SCHEMA = pa.schema([
     (t.USER_ID, pa.int32()), (t.MOVIE_ID, pa.int32()), (RANK, pa.int32()), (SCORE, pa.float32())])
 # np.partition copies what it sorts; doing it this many rows at a time keeps the copy small
 # next to the block's score matrix.
 _PARTITION_ROWS = 256
-# Item factors above this many MB are not broadcast (topk_blocked.py): each Python worker would
-# hold a copy beside its score block. A cluster sets it from its executors' Python memory
-# (conf/cluster.yaml, docs/scaling.md).
-MAX_BROADCAST_CONF = "spark.movierec.topk.maxBroadcastMb"
-MAX_BROADCAST_MB = 512
 SCORE_BLOCK_BYTES = 1 << 30
 
 
@@ -156,10 +147,10 @@ def top_k(user_factors: DataFrame, item_factors: DataFrame, seen: DataFrame | No
     Returns (user_id int, movie_id int, rank int 1..k, score float): per user the k best items not
     seen (fewer only if the catalog minus seen has fewer than k), score = dot(user, item), plus
     item_bias[movie_id] when given (0 for items it lacks). Ties go to the lower movie_id, so the
-    result is deterministic. Measures, collects and broadcasts the item factors (two actions); the
-    rest is lazy. Each Python worker holds about 2 x block_size x n_items x 4 bytes while scoring
-    a block. Item factors over `spark.movierec.topk.maxBroadcastMb` are not broadcast: the same
-    result comes from topk_blocked.top_k_blocked, in item slices.
+    result is deterministic. Collects and broadcasts the item factors (one action); the rest is
+    lazy. Each Python worker holds about 2 x block_size x n_items x 4 bytes while scoring a block
+    (block_size is lowered to keep that under 2 GiB). For a catalogue too big to broadcast,
+    topk_blocked.top_k_any_size gives the same result in item slices.
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
@@ -171,21 +162,10 @@ def top_k(user_factors: DataFrame, item_factors: DataFrame, seen: DataFrame | No
         _require(seen, [t.USER_ID, t.MOVIE_ID], "seen")
 
     spark = user_factors.sparkSession
-    n_items, rank = item_factors.agg(F.count(F.lit(1)), F.max(F.size(FEATURES))).first()
+    matrix = _item_matrix(item_factors, item_bias)
     # a block's scores stay under 1 GiB: 4096 users at ML-25M's 59k movies, 447 at 10x its catalog
-    block_size = max(1, min(block_size, SCORE_BLOCK_BYTES // max(1, 4 * n_items)))
-    limit_mb = float(spark.conf.get(MAX_BROADCAST_CONF, str(MAX_BROADCAST_MB)))
-    factors_mb = n_items * (rank or 0) * 4 / 2**20
-    if factors_mb > limit_mb:
-        from movierec.model.topk_blocked import top_k_blocked   # it builds on this module
-        slices = math.ceil(2 * factors_mb / limit_mb)   # each slice at most half the limit
-        chunks = int(spark.conf.get("spark.sql.shuffle.partitions"))
-        log.info("top-K: item factors %d x %d = %.0f MB, over %s = %.0f MB: %d item slices x %d "
-                 "user chunks, not broadcast", n_items, rank, factors_mb, MAX_BROADCAST_CONF,
-                 limit_mb, slices, chunks)
-        return top_k_blocked(user_factors, item_factors, seen, k, item_slices=slices,
-                             user_chunks=chunks, item_bias=item_bias, block_size=block_size)
-    broadcast = spark.sparkContext.broadcast(_item_matrix(item_factors, item_bias))
+    block_size = max(1, min(block_size, SCORE_BLOCK_BYTES // max(1, 4 * len(matrix[0]))))
+    broadcast = spark.sparkContext.broadcast(matrix)
     users = user_factors.select(F.col(t.USER_ID).cast("int"), F.col(FEATURES).cast("array<float>"))
     if seen is None:
         users = users.withColumn(_SEEN, F.lit(None).cast("array<int>"))

@@ -13,6 +13,9 @@ factors item_slices times and the item factors user_chunks times.
 
 from __future__ import annotations
 
+import logging
+import math
+
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, Window
@@ -20,7 +23,15 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from movierec.core import tables as t
-from movierec.model.topk import FEATURES, OUTPUT_SCHEMA, RANK, SCORE, top_of_block
+from movierec.model.topk import FEATURES, OUTPUT_SCHEMA, RANK, SCORE, top_k, top_of_block
+
+log = logging.getLogger(__name__)
+
+# Item factors above this many MB are not broadcast: each Python worker would hold a copy beside
+# its score block. A cluster sets it from its executors' Python memory (conf/cluster.yaml,
+# docs/scaling.md); spark-submit --conf or the session's conf.
+MAX_BROADCAST_CONF = "spark.movierec.topk.maxBroadcastMb"
+MAX_BROADCAST_MB = 512
 
 SLICE, CHUNK, BIAS, SEEN = "_item_slice", "_user_chunk", "_bias", "_seen"
 _CANDIDATES = f"{t.USER_ID} int, {t.MOVIE_ID} int, {SCORE} float"
@@ -93,3 +104,22 @@ def top_k_blocked(user_factors: DataFrame, item_factors: DataFrame, seen: DataFr
     by_user = Window.partitionBy(t.USER_ID).orderBy(F.col(SCORE).desc(), F.col(t.MOVIE_ID))
     return (candidates.withColumn(RANK, F.row_number().over(by_user)).where(F.col(RANK) <= k)
             .select(t.USER_ID, t.MOVIE_ID, RANK, SCORE).to(StructType.fromDDL(OUTPUT_SCHEMA)))
+
+
+def top_k_any_size(user_factors: DataFrame, item_factors: DataFrame, seen: DataFrame | None, k: int,
+                   *, item_bias: dict[int, float] | None = None) -> DataFrame:
+    """topk.top_k's result for any catalogue: broadcast while the item factors are under
+    MAX_BROADCAST_CONF, else cut into slices of at most half of it (one action to measure)."""
+    spark = user_factors.sparkSession
+    n_items, rank = item_factors.agg(F.count(F.lit(1)), F.max(F.size(FEATURES))).first()
+    limit_mb = float(spark.conf.get(MAX_BROADCAST_CONF, str(MAX_BROADCAST_MB)))
+    factors_mb = n_items * (rank or 0) * 4 / 2**20
+    if factors_mb <= limit_mb:
+        return top_k(user_factors, item_factors, seen, k, item_bias=item_bias)
+    slices = math.ceil(2 * factors_mb / limit_mb)
+    chunks = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    log.info("top-K: item factors %d x %d = %.0f MB, over %s = %.0f MB: %d item slices x %d user "
+             "chunks, not broadcast", n_items, rank, factors_mb, MAX_BROADCAST_CONF, limit_mb,
+             slices, chunks)
+    return top_k_blocked(user_factors, item_factors, seen, k, item_slices=slices,
+                         user_chunks=chunks, item_bias=item_bias)
