@@ -100,6 +100,16 @@ def top_of_block(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np
     return rows[keep], cols[keep], position[keep]
 
 
+def hide_seen(scores: np.ndarray, movie_ids: np.ndarray, seen_ids: np.ndarray,
+              per_user: np.ndarray) -> None:
+    """Sets each row's seen movies to -inf in place: seen_ids holds row 0's ids, then row 1's,
+    per_user[i] of them for row i; ids not among the columns' sorted movie_ids are ignored."""
+    seen_rows = np.repeat(np.arange(len(per_user)), per_user)
+    cols = np.minimum(np.searchsorted(movie_ids, seen_ids), len(movie_ids) - 1)
+    known = movie_ids[cols] == seen_ids
+    scores[seen_rows[known], cols[known]] = -np.inf
+
+
 def _recommend(batches: Iterator[pa.RecordBatch], *, broadcast, k: int, block_size: int
                ) -> Iterator[pa.RecordBatch]:
     movie_ids, items, bias = broadcast.value
@@ -123,10 +133,7 @@ def _recommend(batches: Iterator[pa.RecordBatch], *, broadcast, k: int, block_si
             seen_ids = pc.list_flatten(seen).to_numpy(zero_copy_only=False)
             if len(seen_ids):
                 per_user = pc.fill_null(pc.list_value_length(seen), 0).to_numpy(zero_copy_only=False)
-                seen_rows = np.repeat(np.arange(len(users)), per_user)
-                cols = np.minimum(np.searchsorted(movie_ids, seen_ids), n_items - 1)
-                known = movie_ids[cols] == seen_ids
-                scores[seen_rows[known], cols[known]] = -np.inf
+                hide_seen(scores, movie_ids, seen_ids, per_user)
             rows, cols, position = top_of_block(scores, kk)
             yield pa.RecordBatch.from_arrays([
                 pa.array(users[rows], pa.int32()),

@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from movierec.core import tables as t
-from movierec.model.topk import FEATURES, OUTPUT_SCHEMA, RANK, SCORE, top_k, top_of_block
+from movierec.model.topk import FEATURES, OUTPUT_SCHEMA, RANK, SCORE, hide_seen, top_k, top_of_block
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +56,7 @@ def _best_in_slice(k: int, block_size: int):
             block = users.iloc[start:start + block_size]
             scores = np.stack(block[FEATURES].to_numpy()).astype(np.float32) @ matrix.T + bias
             seen = [np.asarray(s if s is not None else [], dtype=np.int64) for s in block[SEEN]]
-            seen_ids = np.concatenate(seen)
-            if len(seen_ids):
-                rows = np.repeat(np.arange(len(block)), [len(s) for s in seen])
-                cols = np.minimum(np.searchsorted(movie_ids, seen_ids), len(movie_ids) - 1)
-                known = movie_ids[cols] == seen_ids
-                scores[rows[known], cols[known]] = -np.inf
+            hide_seen(scores, movie_ids, np.concatenate(seen), np.array([len(s) for s in seen]))
             rows, cols, _ = top_of_block(scores, min(k, len(movie_ids)))
             out.append(pd.DataFrame({t.USER_ID: block[t.USER_ID].to_numpy(np.int32)[rows],
                                      t.MOVIE_ID: movie_ids[cols], SCORE: scores[rows, cols]}))

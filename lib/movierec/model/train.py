@@ -87,11 +87,13 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> TrainR
         mlflow.log_metric("train_ratings", n_train)
         params = _refit_params(client, cfg, models) if cfg.train.mode == TrainMode.REFIT else None
         refit = params is not None
+        cv = "none: refit with the champion's parameters"
         mlflow.set_tag("train_mode", "refit" if refit else "full")
         if not refit:
             with stage(log, "cross-validation on train"):
                 results = cross_validate(train, models, cfg)
-            mlflow.set_tag("cv.grid", describe_grids(models, cfg))
+            cv = describe_grids(models, cfg)
+            mlflow.set_tag("cv.grid", cv)
             cv_table = pd.DataFrame([row for r in results.values() for row in r.rows])
             if not cv_table.empty:   # every grid a single point: nothing was scored
                 tracking.log_table(cv_table, "cv_results")
@@ -127,7 +129,6 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> TrainR
         f.release()
     known.unpersist()
     train.unpersist()
-    cv = "none: refit with the champion's parameters" if refit else describe_grids(models, cfg)
     result = TrainResult(run_id, params, table, gate, cv)
     _log_summary(result, models)
     return result
