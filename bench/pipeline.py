@@ -13,7 +13,10 @@ Delta write + contract check, then the rest: champion load, popular list, recomm
 and recommend.publish_postgres (every served table, COPY + keys + atomic swap).
 `--mode refit` then runs the next night as the DAG does on weekdays: ingest_increment (the
 next buffer week merged into train), detect_drift, the refit (train.mode=refit: the champion's
-parameters, no CV), recommend and publish.
+parameters, no CV), recommend and publish. `--mode nights` adds a third night on which the
+schedule trains nothing (train.schedule=every_n_days): recommend folds in the users with new
+ratings and publishes. Baseline measured in the same run: a plain typed CSV -> Delta load of
+the release's files (bench/baselines.py), against which ingest is judged.
 
 Memory: a thread samples the RSS of this Python process, of the driver JVM and of the JVM's
 Python workers (the pyspark daemon and its forks) every 0.5 s, so each stage gets its own peak;
@@ -49,6 +52,9 @@ from movierec.model import train
 from movierec.model.tuning import sample_users
 from movierec.serve import pg_settings, recommend
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # also when loaded by a test
+from baselines import plain_csv_load  # noqa: E402
+
 ROOT = project_root()
 log = logging.getLogger("bench.pipeline")
 GIB = 2 ** 30
@@ -57,6 +63,9 @@ GIB = 2 ** 30
 CV, FINAL_FIT, EVALUATION = "cross-validation on train", "final fit on all of train", "evaluation on test"
 SERVED_FIT = re.compile(r"served fit on the ratings known as of .*")
 TOP_K = re.compile(r"top-\d+ for every known user")
+FOLD_IN = re.compile(r"fold-in of users with ratings after .*")
+PLAIN_LOAD = "baseline: plain CSV -> Delta of the same files (not in totals)"
+NIGHTS = {"refit": "refit: ", "foldin": "fold-in night: "}
 STAGE_LINE = re.compile(r"^stage (?P<name>.+): (?:(?P<started>started)|done in [\d.]+s(?:, (?P<rows>[\d,]+) rows)?)$")
 
 
@@ -184,9 +193,14 @@ class Bench:
     def split_by_library_stages(self, whole: tuple[float, float], parts: list[tuple],
                                 rest_label: str, rest_rows: int, group: str) -> None:
         """One library call's time as its logged stages (label, stage name, rows; rows None:
-        the count the stage logged) plus the rest of the call."""
+        the count the stage logged) plus the rest of the call; a stage name given as
+        (pattern, "optional") is taken only when the call logged it."""
         gaps, cursor = [], whole[0]
         for part_label, stage_name, rows in parts:
+            if isinstance(stage_name, tuple):   # (pattern, "optional")
+                stage_name = stage_name[0]
+                if not any(stage_name.fullmatch(k) for k in self.stage_log.seen):
+                    continue
             seen = self.stage_log.take(stage_name)
             self.add(part_label, seen.get("rows") if rows is None else rows,
                      [(seen["start"], seen["end"])], group)
@@ -206,14 +220,37 @@ def _stage_peaks(bench: Bench) -> None:
 
 def nightly(bench: Bench, spark, cfg, pg, run_date: str, n_train: int, n_test: int, group: str) -> None:
     """train.run, recommend.run (Delta only), then the PostgreSQL publish, each split in stages.
-    The refit night starts as the DAG's does: the week's new ratings arrive, drift measured."""
-    prefix = "refit: " if group == "refit" else ""
-    if group == "refit":
+    The later nights start as the DAG's do: the week's new ratings arrive, drift measured; on a
+    fold-in night the schedule trains nothing."""
+    prefix = NIGHTS.get(group, "")
+    if group in NIGHTS:
         added, _ = bench.timed(f"{prefix}ingest_increment (next buffer week recorded as arrivals)",
                                lambda: increment.run(spark, cfg, run_date), rows=lambda r: r["added"],
                                group=group)
         bench.timed(f"{prefix}detect_drift (6 metrics vs known ratings)", lambda: drift.run(spark, cfg, run_date),
                     rows=added["added"], group=group)
+    if group == "foldin":
+        skipped, _ = bench.timed(f"{prefix}train_als: not due (train.schedule), nothing fitted",
+                                 lambda: train.run(spark, cfg, run_date), group=group)
+        if not isinstance(skipped, str):
+            raise RuntimeError("the fold-in night trained: its schedule should have said not due")
+    else:
+        _train(bench, spark, cfg, run_date, n_train, n_test, group, prefix)
+    delta_only = cfg.with_overrides({"recommend.publish_postgres": False})
+    summary, whole = bench.timed(None, lambda: recommend.run(spark, delta_only, run_date), group=group)
+    k = cfg["recommend.k"]
+    bench.split_by_library_stages(
+        whole, [(f"{prefix}recommend: fold-in of the users with newer ratings", (FOLD_IN, "optional"), None),
+                (f"{prefix}recommend: top-{k} for all users, Delta write, check", TOP_K, None)],
+        f"{prefix}recommend: load champion, popular list, recommendations_latest",
+        summary["rows"], group)
+    bench.timed(f"{prefix}publish to PostgreSQL (6 served tables)",
+                lambda: recommend.publish_postgres(spark, cfg.path("lake"), pg), rows=lambda n: n,
+                group=group)
+
+
+def _train(bench: Bench, spark, cfg, run_date: str, n_train: int, n_test: int, group: str,
+           prefix: str) -> None:
     result, whole = bench.timed(None, lambda: train.run(spark, cfg, run_date), group=group)
     if isinstance(result, str):
         raise RuntimeError(f"train did not run: {result}")
@@ -234,17 +271,6 @@ def nightly(bench: Bench, spark, cfg, pg, run_date: str, n_train: int, n_test: i
                               cfg["train.cv.user_sample"], cfg["train.seed"])
         next(r for r in bench.results if r.label.endswith("cross-validation")).rows = sample.count()
 
-    delta_only = cfg.with_overrides({"recommend.publish_postgres": False})
-    summary, whole = bench.timed(None, lambda: recommend.run(spark, delta_only, run_date), group=group)
-    k = cfg["recommend.k"]
-    bench.split_by_library_stages(
-        whole, [(f"{prefix}recommend: top-{k} for all users, Delta write, check", TOP_K, None)],
-        f"{prefix}recommend: load champion, popular list, recommendations_latest",
-        summary["rows"], group)
-    bench.timed(f"{prefix}publish to PostgreSQL (6 served tables)",
-                lambda: recommend.publish_postgres(spark, cfg.path("lake"), pg), rows=lambda n: n,
-                group=group)
-
 
 def _seconds(s: float) -> str:
     return f"{s:.1f}" if s >= 1 else f"{s:.2f}"
@@ -263,6 +289,10 @@ def print_table(results: dict) -> None:
               f"{s['workers_gib']:.2f} | {s['all_gib']:.2f} |")
     for name, seconds in results["totals"].items():
         print(f"| **total: {name}** | | **{seconds:.1f}** | | | | |")
+    by_label = {s["label"]: s["seconds"] for s in stages}
+    ingest_s = next(v for k, v in by_label.items() if k.startswith("ingest"))
+    if PLAIN_LOAD in by_label:
+        print(f"\ningest: {ingest_s / by_label[PLAIN_LOAD]:.2f}x the plain CSV -> Delta load of the same files")
     print(f"\nWhole run, VmHWM: driver JVM {meta['jvm_vmhwm_gib']:.2f} GiB, this Python process "
           f"{meta['python_vmhwm_gib']:.2f} GiB. The nightly totals leave out `generate` (it stands in "
           f"for the download).")
@@ -275,8 +305,9 @@ def main(argv: list[str]) -> None:
     p.add_argument("--work", default=str(ROOT / "work" / "bench-pipeline"))
     p.add_argument("--profile", default="ml25m")
     p.add_argument("--driver-memory", default="12g")
-    p.add_argument("--mode", choices=("full", "refit"), default="full",
-                   help="refit: after the full run, also the nightly refit path (train.mode=refit)")
+    p.add_argument("--mode", choices=("full", "refit", "nights"), default="full",
+                   help="refit: after the full run, also the nightly refit path (train.mode=refit); "
+                        "nights: then also a fold-in night (no training)")
     p.add_argument("--run-date", default="2026-11-22")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra config override (repeatable)")
@@ -287,7 +318,7 @@ def main(argv: list[str]) -> None:
     configure_logging("bench-pipeline", args.run_date)
     work = Path(args.work).resolve()
     release = work / f"synthetic-{args.scale}-seed{args.seed}"
-    for old in (work / "lake", work / "artifacts", work / "mlflow.db", work / "warehouse"):
+    for old in (work / "lake", work / "artifacts", work / "mlflow.db", work / "warehouse", work / "baseline"):
         shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
     sampler = MemorySampler()
     sampler.start()
@@ -320,12 +351,17 @@ def main(argv: list[str]) -> None:
                                   rows=lambda s: s.n_train + s.n_test + s.n_buffer)
         if ingested.skipped or splitted.skipped:
             raise RuntimeError("ingest or split found nothing to do: the work folder was not cleared")
+        bench.timed(PLAIN_LOAD, lambda: plain_csv_load(spark, release, work / "baseline"),
+                    rows=lambda n: n, group="baseline")
         nightly(bench, spark, cfg.with_overrides({"train.mode": "full"}), pg, args.run_date,
                 splitted.n_train, splitted.n_test, "full")
-        if args.mode == "refit":
-            next_day = (date.fromisoformat(args.run_date) + timedelta(days=1)).isoformat()
-            nightly(bench, spark, cfg.with_overrides({"train.mode": "refit"}), pg, next_day,
-                    splitted.n_train, splitted.n_test, "refit")
+        day = date.fromisoformat(args.run_date)
+        if args.mode in ("refit", "nights"):
+            nightly(bench, spark, cfg.with_overrides({"train.mode": "refit"}), pg,
+                    (day + timedelta(days=1)).isoformat(), splitted.n_train, splitted.n_test, "refit")
+        if args.mode == "nights":   # the refit was yesterday: a weekly schedule trains nothing
+            nightly(bench, spark, cfg.with_overrides({"train.schedule": "every_n_days", "train.every_n_days": 7}),
+                    pg, (day + timedelta(days=2)).isoformat(), splitted.n_train, splitted.n_test, "foldin")
         jvm_hwm = _status_kib(jvm_pid, "VmHWM") * 1024 / GIB
     finally:
         sampler.stop()
@@ -334,9 +370,12 @@ def main(argv: list[str]) -> None:
 
     totals = {"nightly pipeline, full CV retrain (ingest .. publish)":
               sum(r.seconds for r in bench.results if r.group == "full")}
-    if args.mode == "refit":
-        totals["nightly refit (increment, drift, train refit, recommend, publish)"] = sum(
+    if args.mode in ("refit", "nights"):
+        totals["weekday night (increment, drift, served refit, gate, recommend, publish)"] = sum(
             r.seconds for r in bench.results if r.group == "refit")
+    if args.mode == "nights":
+        totals["fold-in night (increment, drift, no training, fold-in, recommend, publish)"] = sum(
+            r.seconds for r in bench.results if r.group == "foldin")
     results = {
         "meta": {"scale": args.scale, "seed": args.seed, "users": shape.n_users, "movies": shape.n_movies,
                  "ratings": shape.n_ratings, "profile": args.profile, "driver_memory": args.driver_memory,

@@ -9,7 +9,9 @@ its factors, each result fully materialised with a `noop` write:
   (b) top_k with nothing excluded (the same job as (a));
   (c) top_k excluding --seen-per-user random seen items per user (what (a) cannot do);
   (d) a single-process NumPy reference on the driver: factors collected, blocked float32 GEMM,
-      argpartition and a sort of the k best (no seen items, ties not ordered).
+      argpartition and a sort of the k best (no seen items, ties not ordered);
+  (e) the bare GEMM of the same shapes alone (baselines.bare_sgemm: a fresh process, OpenBLAS
+      on 2 threads, nothing selected), the floor (b) is judged against.
 Prints a Markdown table for docs/benchmarks.md. Not a test: run on demand.
 """
 
@@ -33,8 +35,11 @@ from movierec.core.logs import configure_logging  # noqa: E402
 from movierec.core.spark import get_spark  # noqa: E402
 from movierec.model.topk import FEATURES, top_k  # noqa: E402
 
+from baselines import bare_sgemm  # noqa: E402  (bench/ is the script's folder)
+
 log = logging.getLogger("bench.topk")
 BASELINE = "(a) Spark ALSModel.recommendForAllUsers"
+SGEMM = "(e) bare sgemm of the same shapes, OpenBLAS 2 threads"
 
 
 def timed(label: str, fn, results: list):
@@ -131,14 +136,17 @@ def main(argv: list[str]) -> None:
     timed("(d) NumPy BLAS on the driver, one process", lambda: numpy_reference(
         user_factors, item_factors, args.k, args.block_size), results)
     spark.stop()
+    results.append((SGEMM, bare_sgemm(n_users, n_items, args.rank, args.block_size)))
 
     print(f"\n{n_users:,} users x {n_items:,} items x rank {args.rank}, k={args.k}, "
           f"block_size={args.block_size}; {os.cpu_count()} cores, profile {args.profile}\n")
     base = dict(results).get(BASELINE)
-    print("| method | seconds | speed-up vs recommendForAllUsers |\n|---|---:|---:|")
+    gemm = dict(results)[SGEMM]
+    print("| method | seconds | speed-up vs recommendForAllUsers | time vs bare sgemm |\n|---|---:|---:|---:|")
     for label, seconds in results:
         ratio = "" if base is None or label.startswith("ALS fit") else f"{base / seconds:.1f}x"
-        print(f"| {label} | {seconds:.1f} | {ratio} |")
+        floor = "" if label.startswith("ALS fit") else f"{seconds / gemm:.2f}x"
+        print(f"| {label} | {seconds:.1f} | {ratio} | {floor} |")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ FULL_STAGES = ("ingest", "split", "train: cross-validation", "train: final fit",
 REFIT_STAGES = ("refit: ingest_increment", "refit: detect_drift", "refit: train: served model fitted",
                 "refit: train: read + persist", "refit: recommend: top-100", "refit: recommend: load champion",
                 "refit: publish to PostgreSQL")
+FOLDIN_STAGES = ("fold-in night: ingest_increment", "fold-in night: detect_drift", "fold-in night: recommend: top-100",
+                 "fold-in night: recommend: load champion", "fold-in night: publish to PostgreSQL")
+NOT_DUE = "fold-in night: train_als: not due"
 
 
 def run_bench(script: str, args: list[str], env: dict[str, str], timeout: float = 900) -> str:
@@ -62,24 +65,25 @@ def test_pipeline_bench_reports_every_stage(tmp_path, bench_env):
     work = tmp_path / "work"
     out = run_bench("pipeline.py", [
         "--scale", "20000", "--profile", "test", "--work", str(work), "--driver-memory", "2g",
-        "--mode", "refit", "--chart", str(tmp_path / "stages.png"),
+        "--mode", "nights", "--chart", str(tmp_path / "stages.png"),
         # the smallest grids that still run every searcher
         "--set", "train.cv.folds=1", "--set", "train.bias.damping_grid=[5.0]",
         "--set", "train.hybrid.min_history_grid=[10]"], bench_env)
 
     rows = table_rows(out)
-    for wanted in ("generate", *FULL_STAGES, *REFIT_STAGES):
+    for wanted in ("generate", "baseline: plain CSV", *FULL_STAGES, *REFIT_STAGES, *FOLDIN_STAGES):
         hits = [label for label in rows if label.startswith(wanted)]
         assert len(hits) == 1, f"no single stage {wanted!r} in the table:\n{out}"
         n, seconds, jvm_gib = rows[hits[0]][:3]
         assert number(n) > 0 and number(seconds) > 0, f"{hits[0]}: rows {n}, seconds {seconds}"
         if wanted != "generate":
             assert number(jvm_gib) > 0, f"{hits[0]}: no driver JVM memory sampled"
-    assert "total: nightly pipeline, full CV retrain" in out and "total: nightly refit" in out
+    assert "total: nightly pipeline, full CV retrain" in out and "total: weekday night" in out
+    assert "total: fold-in night" in out and re.search(r"ingest: [\d.]+x the plain CSV -> Delta load", out), out
 
     results = json.loads((work / "pipeline_results.json").read_text())
     assert len(results["stages"]) == len(rows)
-    assert all(s["seconds"] > 0 and s["rows"] > 0 for s in results["stages"])
+    assert all(s["seconds"] > 0 and (s["rows"] > 0 or s["label"].startswith(NOT_DUE)) for s in results["stages"])
     full = sum(s["seconds"] for s in results["stages"] if s["group"] == "full")
     assert results["totals"]["nightly pipeline, full CV retrain (ingest .. publish)"] == pytest.approx(full)
     assert (tmp_path / "stages.png").stat().st_size > 10_000
