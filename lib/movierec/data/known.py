@@ -51,8 +51,12 @@ def known_ratings(spark: SparkSession, lake, as_of: str | date | None) -> DataFr
     base = initial_load(spark, lake)
     if as_of is None or not delta_io.exists(spark, lake, t.RATINGS_INCREMENTS):
         return base
-    new = (arrivals(spark, lake, until=as_of).select(*RATING_COLUMNS)
-           .join(base, RATING_COLUMNS, "left_anti"))       # already in train/test: counted once
+    arrived = arrivals(spark, lake, until=as_of).select(*RATING_COLUMNS)
+    # already in train/test: counted once. Found by a semi-join of the (large) initial load
+    # against the (small) arrivals, which streams the load past a broadcast of the arrivals;
+    # an anti-join of the arrivals against the load would shuffle all of it.
+    in_base = base.join(arrived, RATING_COLUMNS, "left_semi")
+    new = arrived.join(in_base, RATING_COLUMNS, "left_anti")
     newest = Window.partitionBy(*PAIR).orderBy(F.col(t.TS).desc(), F.col(t.RATING).desc())
     latest_new = (new.withColumn("_n", F.row_number().over(newest)).where(F.col("_n") == 1).drop("_n"))
     return (base.join(latest_new.select(*PAIR), PAIR, "left_anti").unionByName(latest_new))
