@@ -10,7 +10,7 @@ from movierec.core import tables as t
 from movierec.model.baselines import (fit_biases, global_mean, popularity, popularity_lists, trending,
                                       with_baseline)
 from movierec.model.grids import product as grid
-from movierec.model.hybrid import fill_lists, hybrid_lists, top_movies
+from movierec.model.hybrid import FittedHybrid, top_movies
 from movierec.model.tuning import Fold, forward_folds, search
 
 
@@ -60,22 +60,36 @@ def test_popularity_lists_skip_seen_and_serve_new_users(spark):
     assert got == [(1, 1, 2), (1, 2, 4), (2, 1, 1), (2, 2, 2)]
 
 
+class _Factors:
+    """What FittedHybrid reads of an ALSModel: its two factor tables, here written by hand."""
+    def __init__(self, spark, users, items):
+        self.userFactors = spark.createDataFrame(users, "id int, features array<float>")
+        self.itemFactors = spark.createDataFrame(items, "id int, features array<float>")
+
+
 def test_hybrid_uses_the_model_only_for_users_with_enough_history(spark):
-    model = spark.createDataFrame([(1, 100, 1, 1.0), (2, 100, 1, 1.0)], "user_id int, movie_id int, rank int, score float")
-    fallback = spark.createDataFrame([(1, 7, 1, 5.0), (2, 7, 1, 5.0), (3, 7, 1, 5.0)],
-                                     "user_id int, movie_id int, rank int, score float")
-    history = spark.createDataFrame([(1, 10), (2, 2)], "user_id int, n long")
-    got = sorted((r.user_id, r.movie_id, r.source) for r in hybrid_lists(model, fallback, history, 5, 1).collect())
-    assert got == [(1, 100, "model"), (2, 7, "fallback"), (3, 7, "fallback")]  # 2 is thin, 3 is new
+    als = _Factors(spark, [(1, [1.0]), (2, [1.0])], [(100, [2.0]), (7, [1.0])])
+    trend = spark.createDataFrame([(7, 5.0), (8, 4.0), (100, 1.0)], "movie_id int, score float")
+    history = _ratings(spark, [(1, 50, 4, 1), (1, 51, 4, 2), (2, 50, 4, 3)])   # user 2 is thin
+    hybrid = FittedHybrid(als, trend, history, {"candidates": 0, "min_history": 2})
+    users = spark.createDataFrame([(1,), (2,), (3,)], "user_id int")           # user 3 is new
+    got = sorted((r.user_id, r.rank, r.movie_id, r.source) for r in hybrid.recommend(users, 2, None).collect())
+    # user 1: the model scores 100 at 2.0 and 7 at 1.0; users 2 and 3: trending movies
+    assert got == [(1, 1, 100, "model"), (1, 2, 7, "model"), (2, 1, 7, "fallback"), (2, 2, 8, "fallback"),
+                   (3, 1, 7, "fallback"), (3, 2, 8, "fallback")]
 
 
 def test_short_model_lists_are_topped_up_from_the_fallback_without_repeats(spark):
-    cols = "user_id int, movie_id int, rank int, score float"
-    model = spark.createDataFrame([(1, 30, 1, 0.9), (1, 10, 2, 0.5)], cols)
-    fallback = spark.createDataFrame([(1, 10, 1, 9.0), (1, 20, 2, 8.0), (1, 40, 3, 7.0), (2, 20, 1, 8.0)], cols)
-    got = sorted((r.user_id, r.rank, r.movie_id, r.source) for r in fill_lists(model, fallback, 3).collect())
-    assert got == [(1, 1, 30, "model"), (1, 2, 10, "model"), (1, 3, 20, "fallback"),
-                   (2, 1, 20, "fallback")]
+    # Candidates: the 2 most trending movies, 7 and 8; only 7 has factors, so the model lists 7
+    # alone, and the list goes on with trending movies the user has not seen (8) nor been given.
+    als = _Factors(spark, [(1, [1.0])], [(7, [1.0]), (9, [3.0])])
+    trend = spark.createDataFrame([(7, 5.0), (8, 4.0), (9, 3.0), (10, 2.0)], "movie_id int, score float")
+    history = _ratings(spark, [(1, 8, 4, 1)])
+    hybrid = FittedHybrid(als, trend, history, {"candidates": 2, "min_history": 1})
+    users = spark.createDataFrame([(1,)], "user_id int")
+    got = [(r.rank, r.movie_id, r.source) for r in
+           hybrid.recommend(users, 3, history.select("user_id", "movie_id")).orderBy("rank").collect()]
+    assert got == [(1, 7, "model"), (2, 9, "fallback"), (3, 10, "fallback")]
 
 
 def test_forward_folds_validate_on_what_follows_the_fit(spark):

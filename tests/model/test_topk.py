@@ -1,4 +1,5 @@
-"""top_k against a brute-force reference, by hand, and against Spark's recommendForAllUsers."""
+"""top_k against a brute-force reference, by hand, and against Spark's recommendForAllUsers; its
+selection and fallback steps against plain loops over generated blocks."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pyspark.ml.recommendation import ALS
 from pyspark.testing import assertDataFrameEqual
 
 from movierec.core import tables as t
-from movierec.model.topk import OUTPUT_SCHEMA, top_k
+from movierec.model.topk import OUTPUT_SCHEMA, SOURCED_SCHEMA, first_allowed, top_k, top_of_block
 from movierec.model.topk_blocked import MAX_BROADCAST_CONF, top_k_any_size, top_k_blocked
 
 K = 10
@@ -28,6 +29,19 @@ def _brute_force(users, u, movies, v, seen: dict[int, set[int]], k, bias=None):
     for user, row in zip(users, scores):
         unseen = [(-s, m) for m, s in zip(movies, row) if m not in seen.get(user, set())]
         out[int(user)] = [(int(m), -s) for s, m in sorted(unseen)[:k]]
+    return out
+
+
+def _topped_up(lists: dict[int, list], users, fallback: dict[int, float], seen, k):
+    """user -> [(movie, score, source)]: the user's list, then the fallback's best movies (score
+    desc, movie asc) neither seen nor listed, up to k."""
+    order = sorted(fallback, key=lambda m: (-fallback[m], m))
+    out = {}
+    for user in map(int, users):
+        mine = [(m, s, "model") for m, s in lists.get(user, [])]
+        listed = {m for m, _, _ in mine} | seen.get(user, set())
+        mine += [(m, fallback[m], "fallback") for m in order if m not in listed][:k - len(mine)]
+        out[user] = mine
     return out
 
 
@@ -83,6 +97,70 @@ def test_parity_with_brute_force_on_exact_ties(spark, catalog, sliced):
     expected = _brute_force(users, u, movies, v, seen, K, bias_vec)
     rows = [(u_, m, rank, float(s)) for u_, ms in expected.items() for rank, (m, s) in enumerate(ms, 1)]
     assertDataFrameEqual(got, spark.createDataFrame(rows, OUTPUT_SCHEMA))
+
+
+@pytest.mark.parametrize("sliced", [False, True], ids=["broadcast", "item_slices"])
+def test_lists_topped_up_from_a_fallback_match_the_reference(spark, catalog, sliced):
+    # Every third user has no factors (the fallback alone), the others a model list of the 40
+    # candidate movies, topped up from a fallback ranking with ties; as exact as the test above.
+    rng, users, movies, seen, _ = catalog
+    u = rng.integers(-2, 3, (len(users), 8)) / 2
+    v = rng.integers(-2, 3, (40, 8)) / 2
+    fallback = {int(m): float(s) for m, s in zip(movies, rng.integers(0, 30, len(movies)))}
+    with_factors = [i % 3 != 0 for i in range(len(users))]
+    rows = [(int(x), [float(f) for f in row] if keep else None)
+            for x, row, keep in zip(users, u, with_factors)]
+    user_factors = spark.createDataFrame(rows, f"{t.USER_ID} int, features array<float>")
+    scores = spark.createDataFrame(list(fallback.items()), f"{t.MOVIE_ID} int, score float")
+    if sliced:
+        spark.conf.set(MAX_BROADCAST_CONF, "0.0005")   # 524 bytes: under the factors' 1,280
+    try:
+        got = top_k_any_size(user_factors, _factors(spark, movies[:40], v, t.MOVIE_ID),
+                             _seen_df(spark, seen), K, fallback=scores)
+        got = got.collect()
+    finally:
+        spark.conf.unset(MAX_BROADCAST_CONF)
+    modelled = [x for x, keep in zip(users, with_factors) if keep]
+    lists = _brute_force(modelled, u[with_factors], movies[:40], v, seen, K)
+    expected = _topped_up(lists, users, fallback, seen, K)
+    rows = [(x, m, rank, float(s), source) for x, ms in expected.items()
+            for rank, (m, s, source) in enumerate(ms, 1)]
+    assertDataFrameEqual(got, spark.createDataFrame(rows, SOURCED_SCHEMA))
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 100])
+def test_top_of_block_matches_a_full_sort_of_each_row(k):
+    # The selection opens only the column groups whose maximum reaches a bound: on rows with
+    # ties, seen (-inf) items and widths around the pyramid's folds it must still pick exactly
+    # what a sort of every row picks.
+    rng = np.random.default_rng(k)
+    for n in (k, k + 1, 4 * 8 * k - 1, 4 * 8 * k, 4 * 64 * k + 13, 7919):
+        if n < k:
+            continue
+        scores = rng.integers(0, 12, (17, n)).astype(np.float32)
+        scores[rng.random(scores.shape) < 0.3] = -np.inf
+        scores[0] = -np.inf                      # nothing left to recommend
+        scores[1, : n - min(n, k) // 2] = -np.inf  # fewer than k left
+        rows, cols, position = top_of_block(scores, k)
+        expected = [(r, c, p) for r, row in enumerate(scores)
+                    for p, c in enumerate(sorted(np.flatnonzero(np.isfinite(row)),
+                                                 key=lambda c: (-row[c], c))[:k])]
+        assert list(zip(rows.tolist(), cols.tolist(), position.tolist())) == expected, (n, k)
+
+
+def test_first_allowed_matches_a_plain_loop():
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 5, 300, 5000):
+        need = rng.integers(0, 40, 50)
+        banned = {r: set(rng.choice(max(n, 1), int(rng.integers(0, max(n, 1) + 1)), replace=False).tolist())
+                  if n and r % 4 else set() for r in range(50)}
+        banned[1] = set(range(min(n, 3000)))   # banned from the whole window, again and again
+        rows = np.array([r for r, b in banned.items() for _ in b], dtype=np.int64)
+        positions = np.array([p for b in banned.values() for p in b], dtype=np.int64)
+        got = first_allowed(need, rows, positions, n)
+        expected = [(r, p, i + 1) for r in range(50)
+                    for i, p in enumerate([p for p in range(n) if p not in banned[r]][:need[r]])]
+        assert sorted(zip(*(g.tolist() for g in got))) == expected, n
 
 
 def test_item_factors_over_the_broadcast_limit_are_sliced(spark):

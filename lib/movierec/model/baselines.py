@@ -2,8 +2,8 @@
 
 Biases follow Koren's damped means: b_i = sum(r - mu) / (n_i + damping_item), then
 b_u = sum(r - mu - b_i) / (n_u + damping_user), so a movie with few ratings stays near the mean.
-Popularity lists go through the same top-K as every factor model: popularity is a rank-1 factor
-model (user = 1, item = its score), so every list excludes seen movies and breaks ties alike.
+Popularity lists go through the same top-K as every factor model, as its fallback ranking for
+users without factors, so every list excludes seen movies and breaks ties alike.
 """
 
 from __future__ import annotations
@@ -79,10 +79,10 @@ def trending(ratings: DataFrame, *, half_life_days: float, neutral: float = 3.0)
 
 
 def popularity_lists(scores: DataFrame, users: DataFrame, seen: DataFrame | None, k: int) -> DataFrame:
-    """Top-k unseen movies by popularity `scores` (movie_id, score) for every user in `users`."""
-    ones = users.select(t.USER_ID).distinct().withColumn(FEATURES, F.array(F.lit(1.0).cast("float")))
-    items = scores.select(t.MOVIE_ID, F.array(F.col(SCORE).cast("float")).alias(FEATURES))
-    return top_k(ones, items, seen, k)
+    """Top-k unseen movies by popularity `scores` (movie_id, score) for every user in `users`:
+    top_k with the scores as the fallback of users who have no factors."""
+    nobody = users.select(t.USER_ID).distinct().withColumn(FEATURES, F.lit(None).cast("array<float>"))
+    return top_k(nobody, None, seen, k, fallback=scores).drop(t.SOURCE)
 
 
 # ------------------------------------------------------------------ the models

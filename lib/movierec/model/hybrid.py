@@ -19,19 +19,19 @@ import pandas as pd
 import pyspark
 from mlflow.artifacts import download_artifacts
 from pyspark.ml.recommendation import ALSModel
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from movierec.core import tables as t
-from movierec.model.als import als_lists, factors, implicit_feedback
+from movierec.model.als import factors, implicit_feedback
 from movierec.model.base import CvMetric, Fitted, Servable, ServedModel
-from movierec.model.baselines import SCORE, popularity_lists, trending
+from movierec.model.baselines import SCORE, trending
 from movierec.model.foldin import fold_in
 from movierec.model.grids import product
+from movierec.model.topk_blocked import top_k_any_size
 
 log = logging.getLogger(__name__)
 
-MODEL, FALLBACK = "model", "fallback"   # values of `source` in a hybrid list
 ARTIFACTS = "ranker"                    # the run's folder of hybrid.json and trending.csv
 
 
@@ -44,28 +44,6 @@ def top_movies(scores: DataFrame, n: int) -> DataFrame | None:
 
 def history_counts(ratings: DataFrame) -> DataFrame:
     return ratings.groupBy(t.USER_ID).agg(F.count(F.lit(1)).alias("n"))
-
-
-def hybrid_lists(model_lists: DataFrame, fallback_lists: DataFrame, history: DataFrame,
-                 min_history: int, k: int) -> DataFrame:
-    """The model's list for users with at least min_history ratings and a model list;
-    the fallback list for everyone else (new and thin users); short lists topped up."""
-    trusted = history.where(F.col("n") >= min_history).select(t.USER_ID)
-    return fill_lists(model_lists.join(trusted, t.USER_ID, "inner"), fallback_lists, k)
-
-
-def fill_lists(primary: DataFrame, fallback: DataFrame, k: int) -> DataFrame:
-    """Each user's primary list topped up to k rows from their fallback list (movies not already
-    in it), ranks 1..k without gaps; users with no primary list get their fallback list.
-    Adds `source`: model or fallback. Both inputs: (user_id, movie_id, rank, score)."""
-    order = "_order"
-    first = primary.withColumn(t.SOURCE, F.lit(MODEL)).withColumn(order, F.col(t.RANK))
-    rest = (fallback.join(primary.select(t.USER_ID, t.MOVIE_ID), [t.USER_ID, t.MOVIE_ID], "left_anti")
-            .withColumn(t.SOURCE, F.lit(FALLBACK)).withColumn(order, F.col(t.RANK) + k))
-    by_user = Window.partitionBy(t.USER_ID).orderBy(order)
-    return (first.unionByName(rest)
-            .withColumn(t.RANK, F.row_number().over(by_user))
-            .where(F.col(t.RANK) <= k).drop(order))
 
 
 class FittedHybrid(ServedModel):
@@ -92,12 +70,17 @@ class FittedHybrid(ServedModel):
         return n
 
     def recommend(self, users: DataFrame, k: int, exclude: DataFrame | None) -> DataFrame:
-        model_lists = als_lists(self.als, users, exclude, k,
-                                top_movies(self.trend, self.params["candidates"]),
-                                user_factors=self.user_factors)
-        fallback = popularity_lists(self.trend, users, exclude, k)
-        return hybrid_lists(model_lists, fallback, history_counts(self.history),
-                            self.params["min_history"], k)
+        """Users with min_history ratings and factors: the model's list of the candidates;
+        everyone: topped up to k (or given whole) from the trending list, in one top-K."""
+        own, items = factors(self.als)
+        user_factors = own if self.user_factors is None else self.user_factors
+        candidates = top_movies(self.trend, self.params["candidates"])
+        if candidates is not None:
+            items = items.join(candidates, t.MOVIE_ID, "inner")
+        trusted = history_counts(self.history).where(F.col("n") >= self.params["min_history"])
+        scored = (users.select(t.USER_ID).distinct()
+                  .join(user_factors.join(trusted, t.USER_ID, "left_semi"), t.USER_ID, "left"))
+        return top_k_any_size(scored, items, exclude, k, fallback=self.trend)
 
     def fallback(self) -> DataFrame:
         return self.trend

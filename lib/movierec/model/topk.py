@@ -1,4 +1,5 @@
-"""Exact top-K items for many users, as blocked dense matrix multiplies on the executors.
+"""Exact top-K items for many users, as blocked dense matrix multiplies on the executors, each
+list topped up from a fallback ranking when one is given.
 
 Replaces `ALSModel.recommendForAllUsers`, which is slow (a cross join scored pair by pair) and
 cannot leave out what a user has already seen. The item factors are small (a catalog of ~60k
@@ -7,14 +8,21 @@ Python worker then scores `block_size` users at a time with one float32 GEMM, se
 seen items to -inf, and keeps the k best of each row.
 
 Ties are broken by movie_id ascending. Because the broadcast columns are sorted by movie_id, that
-is the column index, and a user's candidates (every item scoring at least the k-th best score,
-found with `np.partition`) are ordered by (score desc, column asc) in one `np.lexsort` for the
-whole block: ties are resolved exactly, with no loop per user.
+is the column index. A row's k best are found without sorting or partitioning the whole row
+(that cost 8x the GEMM): a pyramid of maxima over groups of 8 columns gives, at its top, a
+lower bound of the k-th best score (the k-th best of k disjoint groups' maxima), and only the
+groups whose maximum reaches it are opened on the way down. The candidates left, about k per
+row, are ordered by (score desc, column asc) in one `np.lexsort` for the whole block.
+
+With a fallback ranking (movie_id, score), every list is topped up to k from it, best first,
+with movies neither seen nor already on the list; a user whose features are null gets the
+fallback list alone. That is how the hybrid serves thin and new users, and what a popularity
+list is (no factors at all): no second top-K, no window over the lists.
 """
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -27,15 +35,33 @@ from movierec.core import tables as t
 FEATURES = "features"
 RANK = "rank"
 SCORE = "score"
+MODEL, FALLBACK = "model", "fallback"   # values of `source` when a fallback tops lists up
 _SEEN = "_seen"
 
 OUTPUT_SCHEMA = f"{t.USER_ID} int, {t.MOVIE_ID} int, {RANK} int, {SCORE} float"
-_ARROW_SCHEMA = pa.schema([
-    (t.USER_ID, pa.int32()), (t.MOVIE_ID, pa.int32()), (RANK, pa.int32()), (SCORE, pa.float32())])
-# np.partition copies what it sorts; doing it this many rows at a time keeps the copy small
-# next to the block's score matrix.
-_PARTITION_ROWS = 256
-SCORE_BLOCK_BYTES = 1 << 30
+SOURCED_SCHEMA = f"{OUTPUT_SCHEMA}, {t.SOURCE} string"
+_FIELDS = [(t.USER_ID, pa.int32()), (t.MOVIE_ID, pa.int32()), (RANK, pa.int32()), (SCORE, pa.float32())]
+_ARROW = {False: pa.schema(_FIELDS), True: pa.schema([*_FIELDS, (t.SOURCE, pa.string())])}
+# a block's score matrix stays under this: 1,136 users of ML-25M's 59k movies (the GEMM is as
+# fast at a thousand rows as at four thousand, and two workers hold a quarter of the memory)
+SCORE_BLOCK_BYTES = 1 << 28
+_GROUP = 8   # columns under one maximum, per level of the pyramid
+
+
+class Ranking(NamedTuple):
+    """A fallback ranking, as the workers read it."""
+    movie_ids: np.ndarray     # int32, best first
+    scores: np.ndarray        # float32, in the same order
+    sorted_ids: np.ndarray    # movie_ids ascending ...
+    position_of: np.ndarray   # ... and the position of each in the ranking
+
+    def positions(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(which of `ids` the ranking holds, their positions in it)."""
+        if len(self.sorted_ids) == 0:
+            return np.zeros(len(ids), bool), np.zeros(0, np.int64)
+        at = np.minimum(np.searchsorted(self.sorted_ids, ids), len(self.sorted_ids) - 1)
+        present = self.sorted_ids[at] == ids
+        return present, self.position_of[at[present]]
 
 
 def _require(df: DataFrame, columns: list[str], name: str) -> None:
@@ -44,9 +70,11 @@ def _require(df: DataFrame, columns: list[str], name: str) -> None:
         raise ValueError(f"{name} lacks columns {missing}; it has {df.columns}")
 
 
-def _item_matrix(item_factors: DataFrame, item_bias: dict[int, float] | None
+def _item_matrix(item_factors: DataFrame | None, item_bias: dict[int, float] | None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(movie ids sorted ascending, float32 factors in that order, float32 bias or None)."""
+    if item_factors is None:
+        return np.zeros(0, np.int32), np.zeros((0, 0), np.float32), None
     table = (item_factors
              .select(F.col(t.MOVIE_ID).cast("int"), F.col(FEATURES).cast("array<float>"))
              .toArrow())
@@ -67,6 +95,16 @@ def _item_matrix(item_factors: DataFrame, item_bias: dict[int, float] | None
     return ids, matrix, bias
 
 
+def fallback_ranking(scores: DataFrame) -> Ranking:
+    """(movie_id, score) as a ranking: score descending (as float32), ties to the lower movie_id."""
+    table = scores.select(F.col(t.MOVIE_ID).cast("int"), F.col(SCORE).cast("float")).toArrow()
+    ids = table.column(t.MOVIE_ID).to_numpy(zero_copy_only=False).astype(np.int32)
+    values = table.column(SCORE).to_numpy(zero_copy_only=False).astype(np.float32)
+    order = np.lexsort((ids, -values))
+    by_id = np.argsort(ids[order], kind="stable")
+    return Ranking(ids[order], values[order], ids[order][by_id], by_id)
+
+
 def _rank_of(features: pa.Array, name: str) -> int:
     """The common length of every factor vector; raises if they differ or one is null."""
     if features.null_count:
@@ -79,18 +117,38 @@ def _rank_of(features: pa.Array, name: str) -> int:
     return int(lengths[0])
 
 
+def _group_max(x: np.ndarray) -> np.ndarray:
+    """Column j of the result: the maximum of x's columns j, j + w, ..., j + 7w (w = its width);
+    x's last columns past 8w are in no group."""
+    w = x.shape[1] // _GROUP
+    out = x[:, :w].copy()
+    for g in range(1, _GROUP):
+        np.maximum(out, x[:, g * w:(g + 1) * w], out=out)
+    return out
+
+
 def top_of_block(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row, column and 0-based rank of each row's k best finite scores, ties to the lower column.
 
     `scores` is (b, n) with n >= k >= 1; it is read, not changed.
     """
     b, n = scores.shape
-    kth = np.empty(b, dtype=scores.dtype)
-    for start in range(0, b, _PARTITION_ROWS):
-        part = scores[start:start + _PARTITION_ROWS]
-        kth[start:start + len(part)] = np.partition(part, n - k, axis=1)[:, n - k]
-    # Row-major order: rows ascending, columns ascending within a row.
-    rows, cols = np.nonzero(scores >= kth[:, None])
+    levels = [scores]
+    while levels[-1].shape[1] // _GROUP >= 4 * k:
+        levels.append(_group_max(levels[-1]))
+    top = levels[-1]
+    width = top.shape[1]
+    # the k-th best of the top level's values, each the best of its own columns: a lower bound
+    low = np.partition(top, width - k, axis=1)[:, width - k]
+    rows, cols = np.nonzero(top >= low[:, None])
+    for level, above in zip(levels[-2::-1], levels[:0:-1]):
+        w = above.shape[1]
+        # the columns under each candidate, and the level's columns that no group covers
+        under = cols[:, None] + w * np.arange(_GROUP)
+        keep = level[rows[:, None], under] >= low[rows][:, None]
+        tail_rows, tail_cols = np.nonzero(level[:, _GROUP * w:] >= low[:, None])
+        rows = np.concatenate([np.broadcast_to(rows[:, None], under.shape)[keep], tail_rows])
+        cols = np.concatenate([under[keep], tail_cols + _GROUP * w])
     values = scores[rows, cols]
     order = np.lexsort((cols, -values, rows))
     rows, cols, values = rows[order], cols[order], values[order]
@@ -100,51 +158,97 @@ def top_of_block(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np
     return rows[keep], cols[keep], position[keep]
 
 
-def hide_seen(scores: np.ndarray, movie_ids: np.ndarray, seen_ids: np.ndarray,
-              per_user: np.ndarray) -> None:
-    """Sets each row's seen movies to -inf in place: seen_ids holds row 0's ids, then row 1's,
-    per_user[i] of them for row i; ids not among the columns' sorted movie_ids are ignored."""
-    seen_rows = np.repeat(np.arange(len(per_user)), per_user)
+def first_allowed(need: np.ndarray, banned_rows: np.ndarray, banned: np.ndarray, n: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, positions and 1-based ordinals of the first need[r] positions of 0..n-1 that row r
+    is not banned from (banned[i] for row banned_rows[i]); fewer when n runs out."""
+    out: list[tuple[np.ndarray, ...]] = []
+    todo = np.flatnonzero(need > 0)
+    width = min(n, 2 * int(need.max(initial=0)))
+    while len(todo) and width > 0:
+        index = np.full(len(need), -1)
+        index[todo] = np.arange(len(todo))
+        mine = (index[banned_rows] >= 0) & (banned < width)
+        allowed = np.ones((len(todo), width), bool)
+        allowed[index[banned_rows[mine]], banned[mine]] = False
+        ordinal = np.cumsum(allowed, axis=1)
+        # a row is done once its window holds enough, or the window is everything there is
+        done = (ordinal[:, -1] >= need[todo]) | (width == n)
+        rows, positions = np.nonzero(allowed & (ordinal <= need[todo][:, None]) & done[:, None])
+        out.append((todo[rows], positions, ordinal[rows, positions]))
+        todo, width = todo[~done], min(n, 4 * width)
+    if not out:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return tuple(np.concatenate(parts) for parts in zip(*out))
+
+
+def hide_seen(scores: np.ndarray, movie_ids: np.ndarray, seen_rows: np.ndarray,
+              seen_ids: np.ndarray) -> None:
+    """Sets scores[seen_rows[i], column of seen_ids[i]] to -inf in place; ids not among the
+    columns' sorted movie_ids are ignored."""
+    if len(movie_ids) == 0 or len(seen_ids) == 0:
+        return
     cols = np.minimum(np.searchsorted(movie_ids, seen_ids), len(movie_ids) - 1)
     known = movie_ids[cols] == seen_ids
     scores[seen_rows[known], cols[known]] = -np.inf
 
 
+def _score_block(block: pa.RecordBatch, shared, k: int, buffer: np.ndarray) -> pa.RecordBatch:
+    movie_ids, items, bias, fallback = shared
+    users = block.column(t.USER_ID).to_numpy(zero_copy_only=False).astype(np.int32)
+    seen = block.column(_SEEN)
+    per_user = pc.fill_null(pc.list_value_length(seen), 0).to_numpy(zero_copy_only=False)
+    seen_rows = np.repeat(np.arange(len(users)), per_user)
+    seen_ids = pc.list_flatten(seen).to_numpy(zero_copy_only=False).astype(np.int32)
+    features = block.column(FEATURES)
+    scored = np.flatnonzero(pc.is_valid(features).to_numpy(zero_copy_only=False))
+    rows = position = np.zeros(0, np.int64)
+    values = np.zeros(0, np.float32)
+    picked = np.zeros(0, np.int32)
+    if len(items) and len(scored):
+        valid = features.take(pa.array(scored))
+        if _rank_of(valid, "user_factors") != items.shape[1]:
+            raise ValueError(f"user_factors rank differs from item_factors rank {items.shape[1]}")
+        u = (pc.list_flatten(valid).to_numpy(zero_copy_only=False)
+             .astype(np.float32, copy=False).reshape(len(scored), items.shape[1]))
+        scores = np.matmul(u, items.T, out=buffer[:len(scored)])
+        if bias is not None:
+            scores += bias
+        row_of = np.full(len(users), -1)
+        row_of[scored] = np.arange(len(scored))
+        mine = row_of[seen_rows] >= 0
+        hide_seen(scores, movie_ids, row_of[seen_rows[mine]], seen_ids[mine])
+        r, c, position = top_of_block(scores, min(k, len(movie_ids)))
+        rows, picked, values = scored[r], movie_ids[c], scores[r, c]
+    columns = [users[rows], picked, position + 1, values]
+    if fallback is not None:
+        listed = np.bincount(rows, minlength=len(users))
+        present, banned = fallback.positions(np.concatenate([seen_ids, picked]))
+        banned_rows = np.concatenate([seen_rows, rows])[present]
+        f_rows, f_pos, ordinal = first_allowed(k - listed, banned_rows, banned, len(fallback.movie_ids))
+        columns = [np.concatenate([a, b]) for a, b in zip(columns, (
+            users[f_rows], fallback.movie_ids[f_pos], listed[f_rows] + ordinal, fallback.scores[f_pos]))]
+        source = np.repeat(np.array([MODEL, FALLBACK], dtype=object), [len(rows), len(f_rows)])
+        columns.append(source)
+    types = [pa.int32(), pa.int32(), pa.int32(), pa.float32(), pa.string()]
+    return pa.RecordBatch.from_arrays([pa.array(c, ty) for c, ty in zip(columns, types)],
+                                      schema=_ARROW[fallback is not None])
+
+
 def _recommend(batches: Iterator[pa.RecordBatch], *, broadcast, k: int, block_size: int
                ) -> Iterator[pa.RecordBatch]:
-    movie_ids, items, bias = broadcast.value
-    n_items, rank = items.shape
-    kk = min(k, n_items)
+    shared = broadcast.value
+    buffer = np.empty((block_size, len(shared[0])), dtype=np.float32)
     for batch in batches:
         for start in range(0, batch.num_rows, block_size):
             block = batch.slice(start, block_size)
-            if n_items == 0 or block.num_rows == 0:
-                continue
-            users = block.column(t.USER_ID).to_numpy(zero_copy_only=False).astype(np.int32)
-            features = block.column(FEATURES)
-            if _rank_of(features, "user_factors") != rank:
-                raise ValueError(f"user_factors rank differs from item_factors rank {rank}")
-            u = (pc.list_flatten(features).to_numpy(zero_copy_only=False)
-                 .astype(np.float32, copy=False).reshape(len(users), rank))
-            scores = u @ items.T
-            if bias is not None:
-                scores += bias
-            seen = block.column(_SEEN)
-            seen_ids = pc.list_flatten(seen).to_numpy(zero_copy_only=False)
-            if len(seen_ids):
-                per_user = pc.fill_null(pc.list_value_length(seen), 0).to_numpy(zero_copy_only=False)
-                hide_seen(scores, movie_ids, seen_ids, per_user)
-            rows, cols, position = top_of_block(scores, kk)
-            yield pa.RecordBatch.from_arrays([
-                pa.array(users[rows], pa.int32()),
-                pa.array(movie_ids[cols], pa.int32()),
-                pa.array(position + 1, pa.int32()),
-                pa.array(scores[rows, cols], pa.float32()),
-            ], schema=_ARROW_SCHEMA)
+            if block.num_rows:
+                yield _score_block(block, shared, k, buffer)
 
 
-def top_k(user_factors: DataFrame, item_factors: DataFrame, seen: DataFrame | None, k: int, *,
-          item_bias: dict[int, float] | None = None, block_size: int = 4096) -> DataFrame:
+def top_k(user_factors: DataFrame, item_factors: DataFrame | None, seen: DataFrame | None, k: int, *,
+          item_bias: dict[int, float] | None = None, fallback: DataFrame | None = None,
+          block_size: int = 4096) -> DataFrame:
     """The k highest-scoring unseen items of every user in `user_factors`.
 
     user_factors: (user_id int, features array<float>); item_factors: (movie_id int, features
@@ -154,25 +258,38 @@ def top_k(user_factors: DataFrame, item_factors: DataFrame, seen: DataFrame | No
     Returns (user_id int, movie_id int, rank int 1..k, score float): per user the k best items not
     seen (fewer only if the catalog minus seen has fewer than k), score = dot(user, item), plus
     item_bias[movie_id] when given (0 for items it lacks). Ties go to the lower movie_id, so the
-    result is deterministic. Collects and broadcasts the item factors (one action); the rest is
-    lazy. Each Python worker holds about 2 x block_size x n_items x 4 bytes while scoring a block
-    (block_size is lowered to keep that under 2 GiB). For a catalogue too big to broadcast,
-    topk_blocked.top_k_any_size gives the same result in item slices.
+    result is deterministic.
+
+    fallback: (movie_id, score), or None. When given, each list is topped up to k with the
+    fallback's best movies that are neither seen nor on it (their score is the fallback's), a
+    user whose features are null gets the fallback alone, item_factors may be None (no model at
+    all), and the result has `source` (model or fallback).
+
+    Collects and broadcasts the item factors and the fallback (one action each); the rest is
+    lazy. Each Python worker holds one block's scores, block_size x n_items x 4 bytes, capped at
+    SCORE_BLOCK_BYTES. For a catalogue too big to broadcast, topk_blocked.top_k_any_size gives
+    the same result in item slices.
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     if block_size < 1:
         raise ValueError(f"block_size must be at least 1, got {block_size}")
+    if item_factors is None and fallback is None:
+        raise ValueError("top_k needs item_factors, a fallback, or both")
     _require(user_factors, [t.USER_ID, FEATURES], "user_factors")
-    _require(item_factors, [t.MOVIE_ID, FEATURES], "item_factors")
+    if item_factors is not None:
+        _require(item_factors, [t.MOVIE_ID, FEATURES], "item_factors")
     if seen is not None:
         _require(seen, [t.USER_ID, t.MOVIE_ID], "seen")
 
     spark = user_factors.sparkSession
-    matrix = _item_matrix(item_factors, item_bias)
-    # a block's scores stay under 1 GiB: 4096 users at ML-25M's 59k movies, 447 at 10x its catalog
-    block_size = max(1, min(block_size, SCORE_BLOCK_BYTES // max(1, 4 * len(matrix[0]))))
-    broadcast = spark.sparkContext.broadcast(matrix)
+    ids, matrix, bias = _item_matrix(item_factors, item_bias)
+    ranking = None
+    if fallback is not None:
+        _require(fallback, [t.MOVIE_ID, SCORE], "fallback")
+        ranking = fallback_ranking(fallback)
+    block_size = max(1, min(block_size, SCORE_BLOCK_BYTES // max(1, 4 * len(ids))))
+    broadcast = spark.sparkContext.broadcast((ids, matrix, bias, ranking))
     users = user_factors.select(F.col(t.USER_ID).cast("int"), F.col(FEATURES).cast("array<float>"))
     if seen is None:
         users = users.withColumn(_SEEN, F.lit(None).cast("array<int>"))
@@ -190,4 +307,4 @@ def top_k(user_factors: DataFrame, item_factors: DataFrame, seen: DataFrame | No
     def recommend(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         return _recommend(batches, broadcast=broadcast, k=k, block_size=block_size)
 
-    return users.mapInArrow(recommend, OUTPUT_SCHEMA)
+    return users.mapInArrow(recommend, SOURCED_SCHEMA if fallback is not None else OUTPUT_SCHEMA)

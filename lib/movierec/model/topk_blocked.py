@@ -23,7 +23,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from movierec.core import tables as t
-from movierec.model.topk import FEATURES, OUTPUT_SCHEMA, RANK, SCORE, hide_seen, top_k, top_of_block
+from movierec.model.topk import (FALLBACK, FEATURES, MODEL, OUTPUT_SCHEMA, RANK, SCORE, hide_seen, top_k,
+                                 top_of_block)
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,9 @@ def _best_in_slice(k: int, block_size: int):
         for start in range(0, len(users), block_size):
             block = users.iloc[start:start + block_size]
             scores = np.stack(block[FEATURES].to_numpy()).astype(np.float32) @ matrix.T + bias
-            seen = [np.asarray(s if s is not None else [], dtype=np.int64) for s in block[SEEN]]
-            hide_seen(scores, movie_ids, np.concatenate(seen), np.array([len(s) for s in seen]))
+            seen = [np.asarray(s if s is not None else [], dtype=np.int32) for s in block[SEEN]]
+            rows = np.repeat(np.arange(len(seen)), [len(s) for s in seen])
+            hide_seen(scores, movie_ids, rows, np.concatenate(seen))
             rows, cols, _ = top_of_block(scores, min(k, len(movie_ids)))
             out.append(pd.DataFrame({t.USER_ID: block[t.USER_ID].to_numpy(np.int32)[rows],
                                      t.MOVIE_ID: movie_ids[cols], SCORE: scores[rows, cols]}))
@@ -102,7 +104,8 @@ def top_k_blocked(user_factors: DataFrame, item_factors: DataFrame, seen: DataFr
 
 
 def top_k_any_size(user_factors: DataFrame, item_factors: DataFrame, seen: DataFrame | None, k: int,
-                   *, item_bias: dict[int, float] | None = None) -> DataFrame:
+                   *, item_bias: dict[int, float] | None = None,
+                   fallback: DataFrame | None = None) -> DataFrame:
     """topk.top_k's result for any catalogue: broadcast while the item factors are under
     MAX_BROADCAST_CONF, else cut into slices of at most half of it (one action to measure)."""
     spark = user_factors.sparkSession
@@ -110,11 +113,32 @@ def top_k_any_size(user_factors: DataFrame, item_factors: DataFrame, seen: DataF
     limit_mb = float(spark.conf.get(MAX_BROADCAST_CONF, str(MAX_BROADCAST_MB)))
     factors_mb = n_items * (rank or 0) * 4 / 2**20
     if factors_mb <= limit_mb:
-        return top_k(user_factors, item_factors, seen, k, item_bias=item_bias)
+        return top_k(user_factors, item_factors, seen, k, item_bias=item_bias, fallback=fallback)
     slices = math.ceil(2 * factors_mb / limit_mb)
     chunks = int(spark.conf.get("spark.sql.shuffle.partitions"))
     log.info("top-K: item factors %d x %d = %.0f MB, over %s = %.0f MB: %d item slices x %d user "
              "chunks, not broadcast", n_items, rank, factors_mb, MAX_BROADCAST_CONF, limit_mb,
              slices, chunks)
-    return top_k_blocked(user_factors, item_factors, seen, k, item_slices=slices,
-                         user_chunks=chunks, item_bias=item_bias)
+    scored = user_factors.where(F.col(FEATURES).isNotNull())
+    lists = top_k_blocked(scored, item_factors, seen, k, item_slices=slices, user_chunks=chunks,
+                          item_bias=item_bias)
+    if fallback is None:
+        return lists
+    # the fallback ranking alone is broadcast (8 bytes a movie); the lists are topped up from it
+    everyone = user_factors.select(t.USER_ID, F.lit(None).cast("array<float>").alias(FEATURES))
+    return fill_lists(lists, top_k(everyone, None, seen, k, fallback=fallback).drop(t.SOURCE), k)
+
+
+def fill_lists(primary: DataFrame, fallback: DataFrame, k: int) -> DataFrame:
+    """Each user's primary list topped up to k rows from their fallback list (movies not already
+    in it), ranks 1..k without gaps; users with no primary list get their fallback list: what
+    top_k's fallback does inside its blocks. Adds `source`: model or fallback. Both inputs:
+    (user_id, movie_id, rank, score)."""
+    order = "_order"
+    first = primary.withColumn(t.SOURCE, F.lit(MODEL)).withColumn(order, F.col(RANK))
+    rest = (fallback.join(primary.select(t.USER_ID, t.MOVIE_ID), [t.USER_ID, t.MOVIE_ID], "left_anti")
+            .withColumn(t.SOURCE, F.lit(FALLBACK)).withColumn(order, F.col(RANK) + k))
+    by_user = Window.partitionBy(t.USER_ID).orderBy(order)
+    return (first.unionByName(rest)
+            .withColumn(RANK, F.row_number().over(by_user))
+            .where(F.col(RANK) <= k).drop(order))
