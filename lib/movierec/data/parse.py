@@ -19,6 +19,7 @@ from movierec.data.layouts import Column, FileSpec, Layout
 RULE = "rule"
 LINE = "line_number"
 RAW = "raw"
+PLAIN = "plain"
 
 _SEPARATORS = {"dat": "::", "tsv": "\t", "pipe": "\\|"}
 # A CSV field: quoted whole (a quote inside doubled) or without quotes. Possessive, so long
@@ -33,23 +34,46 @@ _NO_GENRES = "(no genres listed)"
 _YEAR_IN_TITLE = r"\((\d{4})(?:[-–]\d{0,4})?\)\s*$"
 
 
+# A field of a "plain" line, by column kind: digits only, short enough that the cast cannot
+# overflow. A line of such fields alone (most lines of a ratings file) is typed by plain casts;
+# every other line takes the full path, field grammar first. Kinds missing here have no plain form.
+_PLAIN_FIELD = {"id": "[0-9]{1,9}", "ts": "[0-9]{1,18}", "rating": "[0-9]{1,3}(?:\\.[0-9]{1,9})?",
+                "relevance": "[0-9](?:\\.[0-9]{1,9})?"}
+_PLAIN_SEPARATOR = {"csv": ",", "dat": "::", "tsv": "\t", "pipe": "\\|"}
+
+
+def plain_line(spec: FileSpec) -> str | None:
+    """The regex of a line every field of which is a plain number, or None if the file has a
+    field that cannot be one (text, genres)."""
+    kinds = {c.index: c.kind for c in spec.columns}
+    if sorted(kinds) != list(range(spec.n_fields)) or not all(k in _PLAIN_FIELD for k in kinds.values()):
+        return None
+    fields = _PLAIN_SEPARATOR[spec.fmt].join(_PLAIN_FIELD[kinds[i]] for i in range(spec.n_fields))
+    return f"\\A{fields}\\z"
+
+
 def split_fields(lines: DataFrame, spec: FileSpec) -> DataFrame:
-    """(line_number, raw) -> adds `fields` (array<string>) and `n_found` (fields on the line)."""
+    """(line_number, raw) -> adds `fields` (array<string>), `n_found` (fields on the line) and
+    `plain` (every field a plain number: the typing skips their grammar)."""
     raw = F.col(RAW)
+    pattern = plain_line(spec)
+    plain = raw.rlike(pattern) if pattern else F.lit(False)
     if spec.fmt != "csv":
         fields = F.split(raw, _SEPARATORS[spec.fmt], -1)
-        return lines.withColumn("fields", fields).withColumn("n_found", F.size(fields))
+        return lines.withColumn("fields", fields).withColumn("n_found", F.size(fields)).withColumn(PLAIN, plain)
     # Most lines hold no quote: a plain split. The others are taken field by field, each field
     # starting at the line's start or right after a comma (found, not consumed, so that an empty
     # field is found too).
     quoted = F.instr(raw, '"') > 0
     parts = F.when(quoted, F.regexp_extract_all(raw, F.lit(f"(?s)(?<![^,])({_CSV_FIELD})"), F.lit(1))
                    ).otherwise(F.split(raw, ",", -1))
-    fields = F.transform(parts, lambda f: F.when(
+    unquoted = F.transform(parts, lambda f: F.when(
         f.startswith('"'), F.regexp_replace(F.regexp_extract(f, '(?s)\\A"(.*)"\\z', 1), '""', '"')
     ).otherwise(f))
-    n_found = F.when(quoted & ~raw.rlike(_CSV_LINE), F.lit(-1)).otherwise(F.size(parts))
-    return lines.withColumn("fields", fields).withColumn("n_found", n_found)
+    fields = F.when(plain, F.split(raw, ",", -1)).otherwise(unquoted)
+    n_found = F.when(plain, F.lit(spec.n_fields)).when(quoted & ~raw.rlike(_CSV_LINE), F.lit(-1)) \
+        .otherwise(F.size(parts))
+    return lines.withColumn("fields", fields).withColumn("n_found", n_found).withColumn(PLAIN, plain)
 
 
 def _field(i: int) -> SCol:
@@ -57,9 +81,10 @@ def _field(i: int) -> SCol:
 
 
 def _number(raw: SCol, grammar: str, to: str) -> SCol:
-    """The field as a number if, trimmed of spaces, it is one by `grammar`; else null."""
+    """The field as a number if, trimmed of spaces, it is one by `grammar`; else null. On a
+    plain line it is one already."""
     text = F.trim(raw)
-    return F.when(text.rlike(grammar), text.try_cast(to))
+    return F.when(F.col(PLAIN), raw.cast(to)).when(text.rlike(grammar), text.try_cast(to))
 
 
 def _is_blank(c: SCol) -> SCol:
