@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
+from pyspark.sql import functions as F
 
 from movierec.core import delta_io, tables as t
 from movierec.core.config import load_config
@@ -106,6 +107,12 @@ def test_known_ratings_count_a_split_arrival_once_and_a_rerating_replaces(spark,
            .select(t.USER_ID, t.MOVIE_ID, t.RATING).collect()}
     assert got == {(1, 10): 3.0, (1, 11): 5.0, (2, 10): 4.0, (2, 12): 1.0}
     assert known.known_ratings(spark, lake, "2026-01-03").where("movie_id = 12").first()[t.RATING] == 2.5
+    delta_io.overwrite(df.where("user_id = 1").withColumn(t.USER_ID, F.lit(3)).unionByName(df),
+                       lake, t.RATINGS_INCREMENTS)   # user 3 arrives with the first night
+    for as_of in (None, "2025-12-31", "2026-01-01", "2026-01-03"):
+        users = {r[0] for r in known.known_users(spark, lake, as_of).collect()}
+        assert users == {r[0] for r in known.known_ratings(spark, lake, as_of).select(t.USER_ID).collect()}
+    assert {r[0] for r in known.known_users(spark, lake, "2026-01-01").collect()} == {1, 2, 3}
 
 
 def test_psi_by_hand():

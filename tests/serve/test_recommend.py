@@ -196,6 +196,27 @@ def test_a_run_that_breaks_the_contract_is_never_written_so_never_latest(spark, 
     assert str(recommend._publish_latest(spark, lake, cfg.recommend.retention_days)) == NIGHT
 
 
+KNOWN_BY_HAND = [(1, 10), (1, 11), (2, 10), (3, 12)]
+LISTS_BY_HAND = [(1, 20, 1), (1, 21, 2), (2, 20, 1), (2, 11, 2), (3, 10, 1), (3, 20, 2)]
+
+
+@pytest.mark.parametrize("change,breach", [
+    ({(1, 21, 2): (1, 21, 3)}, "1 users with gaps or repeats in ranks"),
+    ({(1, 21, 2): (1, 20, 2)}, "1 users with gaps or repeats in ranks"),
+    ({(2, 11, 2): (2, 10, 2)}, "1 recommended movies the user already rated"),
+    ({(3, 10, 1): None, (3, 20, 2): None}, "1 known users without a list"),
+    ({(3, 20, 2): (4, 20, 1)}, "1 lists for users with no known rating"),
+])
+def test_the_contract_check_names_each_breach(spark, change, breach):
+    known = spark.createDataFrame(KNOWN_BY_HAND, "user_id int, movie_id int")
+    lists = lambda rows: spark.createDataFrame(rows, "user_id int, movie_id int, rank int")  # noqa: E731
+    assert recommend.check(lists(LISTS_BY_HAND), known, 2) == (6, 3)
+    assert recommend.check(lists(LISTS_BY_HAND), known, 3) == (6, 3)   # short lists only warn
+    broken = [change.get(row, row) for row in LISTS_BY_HAND]
+    with pytest.raises(recommend.RecommendError, match=f"contract: {breach}$"):
+        recommend.check(lists([row for row in broken if row is not None]), known, 2)
+
+
 def test_a_recommend_that_dies_in_its_write_or_before_the_postgres_swap_is_redone_by_its_rerun(
         spark, served, pg_settings, monkeypatch):
     """After the runs above (latest: NIGHT), NIGHT2 dies as its top-K write begins (beside the

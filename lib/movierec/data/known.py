@@ -62,6 +62,15 @@ def known_ratings(spark: SparkSession, lake, as_of: str | date | None) -> DataFr
     return (base.join(latest_new.select(*PAIR), PAIR, "left_anti").unionByName(latest_new))
 
 
+def known_users(spark: SparkSession, lake, as_of: str | date | None) -> DataFrame:
+    """(user_id): the users of known_ratings(as_of), from the user column of the two tables
+    alone: no pair of them needs matching to know who has a rating."""
+    users = initial_load(spark, lake).select(t.USER_ID)
+    if as_of is not None:
+        users = users.unionByName(arrivals(spark, lake, until=as_of).select(t.USER_ID))
+    return users.distinct()
+
+
 def day_before(run_date: str | date) -> str:
     return (date.fromisoformat(str(run_date)) - timedelta(days=1)).isoformat()
 

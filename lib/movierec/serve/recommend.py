@@ -27,7 +27,7 @@ from movierec.core.config import Config
 from movierec.core.errors import UserError
 from movierec.core.logs import stage
 from movierec.core.masking import mask_uri
-from movierec.data.known import arrivals, known_ratings
+from movierec.data.known import arrivals, known_ratings, known_users
 from movierec.model import catalog, plots, tracking
 from movierec.model.base import ServedModel, seen_pairs
 from movierec.serve import pg_publish, pg_schema, pg_settings, serving_metrics, serving_sql
@@ -69,7 +69,7 @@ def fold_in_changed(spark: SparkSession, lake, champion: Champion, known: DataFr
     if champion.known_as_of is None or champion.known_as_of >= run_date:
         return {"changed": 0, "folded_in": 0, "new_users": 0}
     changed = arrivals(spark, lake, after=champion.known_as_of, until=run_date).select(t.USER_ID).distinct()
-    before = known_ratings(spark, lake, champion.known_as_of).select(t.USER_ID).distinct()
+    before = known_users(spark, lake, champion.known_as_of)
     counts = {"changed": changed.count(), "folded_in": 0,
               "new_users": changed.join(before, t.USER_ID, "left_anti").count()}
     if counts["changed"]:
@@ -100,26 +100,40 @@ def _stamp(df: DataFrame, champion: Champion, run_date: str) -> DataFrame:
 
 def check(recs: DataFrame, known: DataFrame, k: int) -> tuple[int, int]:
     """The published contract: every user with a known rating has ranks 1..k (k rows, unless the
-    catalog minus what they rated is smaller), no movie twice, no rated movie. Returns (rows, users)."""
-    per_user = recs.groupBy(t.USER_ID).agg(
-        F.count(F.lit(1)).alias("n"), F.countDistinct(t.MOVIE_ID).alias("movies"),
-        F.min(t.RANK).alias("lo"), F.max(t.RANK).alias("hi")).persist()
-    broken = (F.col("n") != F.col("movies")) | (F.col("lo") != 1) | (F.col("hi") != F.col("n"))
-    totals = per_user.agg(F.sum("n").alias("rows"), F.count(F.lit(1)).alias("users"),
-                          F.sum(broken.cast("int")).alias("bad"),
-                          F.sum((F.col("n") < k).cast("int")).alias("short")).first()
-    missing = known.select(t.USER_ID).distinct().join(per_user, t.USER_ID, "left_anti").count()
-    per_user.unpersist()
-    seen = recs.join(seen_pairs(known), [t.USER_ID, t.MOVIE_ID], "left_semi").count()
-    problems = [f"{n:,} {what}" for n, what in ((totals["bad"] or 0, "users with gaps or repeats in ranks"),
-                                               (missing, "known users without a list"),
-                                               (seen, "recommended movies the user already rated"))
+    catalog minus what they rated is smaller), no movie twice, no rated movie, no list for a
+    user with no known rating. Returns (rows, users)."""
+    # One shuffle by user of the lists and the known pairs together: a (user, movie) group
+    # then a user group need no second exchange, where separate joins of the lists with the
+    # known users and the known pairs would shuffle each side again.
+    pairs = (recs.select(t.USER_ID, t.MOVIE_ID, t.RANK, F.lit(1).alias("listed"))
+             .unionByName(seen_pairs(known).select(t.USER_ID, t.MOVIE_ID, F.lit(None).cast("int").alias(t.RANK),
+                                                   F.lit(0).alias("listed")))
+             .repartition(t.USER_ID)
+             .groupBy(t.USER_ID, t.MOVIE_ID)
+             .agg(F.sum("listed").alias("times"), F.min(t.RANK).alias("lo"), F.max(t.RANK).alias("hi"),
+                  F.max(1 - F.col("listed")).alias("rated")))
+    per_user = pairs.groupBy(t.USER_ID).agg(
+        F.sum("times").alias("n"), F.sum((F.col("times") > 0).cast("int")).alias("movies"),
+        F.min("lo").alias("lo"), F.max("hi").alias("hi"), F.max("rated").alias("known"),
+        F.sum(((F.col("times") > 0) & (F.col("rated") == 1)).cast("int")).alias("seen"))
+    listed = F.col("n") > 0
+    broken = listed & ((F.col("n") != F.col("movies")) | (F.col("lo") != 1) | (F.col("hi") != F.col("n")))
+    totals = per_user.agg(
+        F.sum("n").alias("rows"), F.sum(listed.cast("int")).alias("users"),
+        F.sum(broken.cast("int")).alias("bad"), F.sum("seen").alias("seen"),
+        F.sum(((F.col("known") == 1) & ~listed).cast("int")).alias("missing"),
+        F.sum((listed & (F.col("known") == 0)).cast("int")).alias("unknown"),
+        F.sum((listed & (F.col("n") < k)).cast("int")).alias("short")).first()
+    problems = [f"{n:,} {what}" for n, what in ((totals["bad"], "users with gaps or repeats in ranks"),
+                                               (totals["missing"], "known users without a list"),
+                                               (totals["seen"], "recommended movies the user already rated"),
+                                               (totals["unknown"], "lists for users with no known rating"))
                 if n]
     if problems:
         raise RecommendError("recommendations break the contract: " + "; ".join(problems))
     if totals["short"]:
         log.warning("%d users have fewer than %d unseen movies to recommend", totals["short"], k)
-    return int(totals["rows"] or 0), int(totals["users"])
+    return int(totals["rows"] or 0), int(totals["users"] or 0)
 
 
 def preflight(cfg: Config) -> pg_settings.PgSettings | None:
