@@ -55,22 +55,30 @@ def weekly(ratings: DataFrame, weeks: int) -> list[tuple[float, float]]:
     """(mean rating, ratings per active user) of the `weeks` most recent calendar weeks that
     have ratings: train ends where the test period starts, so "the last N weeks before the
     slice" may hold no train data at all."""
-    week = F.floor(F.unix_seconds(t.TS) / (7 * 86_400))
-    rows = (ratings.groupBy(week.alias("w"))
+    week = F.floor(F.unix_seconds(t.TS) / (7 * 86_400)).alias("w")
+    # the weeks first (a count per week needs no shuffle of users): only their ratings are
+    # then grouped with a distinct count of users
+    recent = [r[0] for r in ratings.select(week).distinct().orderBy(F.col("w").desc()).limit(weeks).collect()]
+    rows = (ratings.where(week.isin(recent)).groupBy(week)
             .agg(F.avg(t.RATING).alias("mean"),
                  (F.count(F.lit(1)) / F.countDistinct(t.USER_ID)).alias("per_user"))
-            .orderBy(F.col("w").desc()).limit(weeks).collect())
+            .orderBy(F.col("w").desc()).collect())
     return [(r["mean"], r["per_user"]) for r in rows]
+
+
+def unknown_share(base: DataFrame, new: DataFrame, column: str) -> float:
+    """Share of the slice's ratings whose `column` (user or movie) base lacks. The slice's few
+    ids are broadcast and base is streamed past them: no shuffle of base for a distinct."""
+    ids = new.select(column).distinct()
+    known_ids = base.select(column).join(F.broadcast(ids), column, "left_semi").distinct()
+    return new.join(known_ids, column, "left_anti").count() / new.count()
 
 
 def measure(base: DataFrame, new: DataFrame, cfg: Config) -> list[tuple[str, float, float, str]]:
     """(metric, value, threshold, detail) for every drift metric; value may be NaN."""
     hb, hn = histograms(base, new)
     _, p, _, _ = stats.chi2_contingency(np.vstack([hb, hn]) + 0.5)
-    n_new = new.count()
-    users, movies = base.select(t.USER_ID).distinct(), base.select(t.MOVIE_ID).distinct()
-    new_users = new.join(users, t.USER_ID, "left_anti").count() / n_new
-    new_movies = new.join(movies, t.MOVIE_ID, "left_anti").count() / n_new
+    new_users, new_movies = unknown_share(base, new, t.USER_ID), unknown_share(base, new, t.MOVIE_ID)
     recent = weekly(base, cfg["drift.weeks"])
     means = np.array([m for m, _ in recent])
     per_user_train = float(np.mean([u for _, u in recent]))
