@@ -11,7 +11,9 @@ the same rank, iterations and alpha, confidence 1 + alpha * r, and 2 threads:
       master from the profile (local[2] for ml25m);
   (b) implicit.cpu.als.AlternatingLeastSquares, use_cg=False: an exact Cholesky solve per row,
       like Spark's;
-  (c) the same with use_cg=True: 3 conjugate-gradient steps per row, warm-started.
+  (c) the same with use_cg=True: 3 conjugate-gradient steps per row, warm-started;
+  (d) the project's own CG solver on Spark (movierec.model.als_cg, train.implicit.solver=cg):
+      Spark's objective (regParam x positives per row, no mapping), 3 CG steps per row.
 The confidence matrix is handed to implicit as 1 + alpha * r with its own alpha at 1, because
 implicit reads the matrix value itself as the confidence c_ui (and 1 for absent pairs).
 Regularization: Spark's ALS-WR multiplies regParam by the number of positives of the row being
@@ -49,11 +51,12 @@ from movierec.core.config import load_config
 from movierec.core.logs import configure_logging
 from movierec.core.spark import get_spark
 from movierec.data import synthetic
-from movierec.model import als
+from movierec.model import als, als_cg
 from movierec.model.topk import FEATURES
 
 log = logging.getLogger("bench.als_vs_implicit")
 SPARK = "(a) Spark MLlib ALS, implicitPrefs"
+OURS = "(d) movierec als_cg: Spark's objective, 3 CG steps per row, on Spark"
 MIN_POSITIVES_TO_HOLD_OUT = 5
 
 
@@ -103,25 +106,33 @@ def timed(label: str, fn, results: dict):
     return out
 
 
-def spark_fit(spark, fit, shape, args, results: dict) -> tuple[np.ndarray, np.ndarray]:
+def spark_fits(spark, fit, shape, args, results: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(a) and (d), on the same cached positives."""
     df = spark.createDataFrame(pd.DataFrame({
         t.USER_ID: fit[0], t.MOVIE_ID: fit[1], t.RATING: np.ones(len(fit[0]), dtype=np.float32)}))
     df = df.repartition(spark.sparkContext.defaultParallelism).cache()
     df.count()
-    params = dict(rank=args.rank, reg=args.reg, seed=args.seed, implicit=True, alpha=args.alpha,
-                  blocks=args.blocks)
-    als.fit_als(df, max_iter=1, **params)   # warm-up, not timed
-    model = timed(SPARK, lambda: als.fit_als(df, max_iter=args.max_iter, **params), results)
+    params = dict(rank=args.rank, reg=args.reg, seed=args.seed, alpha=args.alpha)
+    fits = {SPARK: lambda n: als.fit_als(df, max_iter=n, implicit=True, blocks=args.blocks, **params),
+            OURS: lambda n: als_cg.fit_implicit_cg(df, max_iter=n, **params)}
+    out = {}
+    for label, fit_for in fits.items():
+        fit_for(1)   # warm-up, not timed (JIT, Python workers)
+        out[label] = dense_factors(timed(label, lambda: fit_for(args.max_iter), results), shape, args.rank)
+    df.unpersist()
+    return out
+
+
+def dense_factors(model, shape, rank: int) -> tuple[np.ndarray, np.ndarray]:
     user_f, item_f = als.factors(model)
     out = []
     for factors, id_col, n in ((user_f, t.USER_ID, shape[0]), (item_f, t.MOVIE_ID, shape[1])):
         table = factors.toArrow()
         ids = table.column(id_col).to_numpy()
         flat = table.column(FEATURES).combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        dense = np.zeros((n, args.rank), dtype=np.float32)
-        dense[ids] = flat.astype(np.float32).reshape(len(ids), args.rank)
+        dense = np.zeros((n, rank), dtype=np.float32)
+        dense[ids] = flat.astype(np.float32).reshape(len(ids), rank)
         out.append(dense)
-    df.unpersist()
     return out[0], out[1]
 
 
@@ -196,7 +207,7 @@ def main(argv: list[str]) -> None:
 
     user_items = csr_matrix((np.full(nnz, 1.0 + args.alpha, dtype=np.float32), fit), shape=shape)
     results: dict[str, float] = {}
-    factors = {SPARK: spark_fit(spark, fit, shape, args, results)}
+    factors = spark_fits(spark, fit, shape, args, results)
     spark.stop()
     for label, use_cg in ((f"(b) implicit CPU ALS, Cholesky (use_cg=False), {args.threads} threads", False),
                           (f"(c) implicit CPU ALS, conjugate gradient (use_cg=True), {args.threads} threads", True)):

@@ -26,6 +26,11 @@ class TrainMode(StrEnum):
     REFIT = "refit"    # the champion's cross-validated parameters, no CV
 
 
+class ImplicitSolver(StrEnum):
+    SPARK = "spark"    # Spark MLlib's ALS: an exact Cholesky solve of every row
+    CG = "cg"          # model/als_cg.py: the same objective, a few conjugate-gradient steps per row
+
+
 class Schedule(StrEnum):
     ALWAYS = "always"
     ON_DRIFT = "on_drift"
@@ -111,6 +116,8 @@ class AlsSettings(Section):
 class ImplicitSettings(AlsSettings):
     alpha_grid: PositiveGrid
     min_rating: float
+    solver: ImplicitSolver
+    cg_steps: PositiveInt
 
 
 class PopularitySettings(Section):

@@ -12,7 +12,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from movierec.core import tables as t
-from movierec.core.settings import AlsSettings
+from movierec.core.settings import AlsSettings, ImplicitSolver
+from movierec.model.als_cg import fit_implicit_cg
 from movierec.model.base import PREDICTION, CvMetric, Fitted, Model
 from movierec.model.baselines import Biases, residuals, with_baseline
 from movierec.model.grids import als_grid
@@ -144,5 +145,10 @@ class AlsImplicit(_Als):
         return als_grid(rank=s.rank_grid, regParam=s.reg_grid, alpha=s.alpha_grid)
 
     def fit(self, ratings: DataFrame, params: dict, deps: Mapping[str, Fitted]) -> Fitted:
-        liked = implicit_feedback(ratings, self.cfg.train.implicit.min_rating)
-        return FittedAls(fit_als(liked, implicit=True, **self.als_args(params)))
+        s = self.cfg.train.implicit
+        liked = implicit_feedback(ratings, s.min_rating)
+        args = self.als_args(params)
+        if s.solver == ImplicitSolver.CG:
+            args.pop("blocks")
+            return FittedAls(fit_implicit_cg(liked, cg_steps=s.cg_steps, **args))
+        return FittedAls(fit_als(liked, implicit=True, **args))
