@@ -25,7 +25,7 @@ def exponent(ratings: list[int], seconds: list[float]) -> float:
 def table(runs: list[dict]) -> list[str]:
     runs = sorted(runs, key=lambda r: r["meta"]["ratings"])
     sizes = [r["meta"]["ratings"] for r in runs]
-    head = " | ".join(f"{n / 1e6:g}M s" for n in sizes)
+    head = " | ".join(f"{round(n / 1e6, 1):g}M s" for n in sizes)
     lines = [f"| stage | {head} | exponent |", "|---|" + "---:|" * (len(sizes) + 1)]
     rows = [{s["label"]: s["seconds"] for s in r["stages"]} | {f"**total: {k}**": v for k, v in r["totals"].items()}
             for r in runs]
