@@ -99,7 +99,8 @@ def test_a_cg_fit_reaches_sparks_objective_as_an_als_model(spark, liked, tmp_pat
 
 def test_the_implicit_model_fits_with_the_configured_solver(liked):
     rows, df = liked
-    cfg = load_config("test", ["train.implicit.solver=cg", "train.implicit.min_rating=1.0"])
+    cfg = load_config("test", ["train.implicit.solver=cg", "train.implicit.min_rating=1.0",
+                              "train.implicit.max_iter=2"])
     params = {"rank": 4, "regParam": REG, "alpha": ALPHA}
     fitted = catalog.build(cfg)["als_implicit"].fit(df, params, {})
     direct = fit_implicit_cg(df, rank=4, reg=REG, alpha=ALPHA, max_iter=cfg.train.implicit.max_iter,
