@@ -36,7 +36,7 @@ from movierec.core import tables as t
 log = logging.getLogger(__name__)
 
 _BUCKET = "_bucket"
-_PACKED = "bucket int, rows binary, indptr binary, cols binary, vals binary"
+_PACKED = "rows binary, indptr binary, cols binary, vals binary"
 _RATINGS_PER_TASK = 4_000_000   # per bucket at most; each core gets as many buckets
 
 
@@ -115,8 +115,7 @@ def _pack(ids_of_rows: np.ndarray, ids_of_cols: np.ndarray, row_col: str, col_co
         vals = frame[t.RATING].to_numpy(np.float32)[order]
         unique, counts = np.unique(rows, return_counts=True)
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        return pd.DataFrame({"bucket": [int(frame[_BUCKET].iloc[0])],
-                             "rows": [unique.astype(np.int32).tobytes()], "indptr": [indptr.tobytes()],
+        return pd.DataFrame({"rows": [unique.astype(np.int32).tobytes()], "indptr": [indptr.tobytes()],
                              "cols": [cols.tobytes()], "vals": [vals.tobytes()]})
     return pack
 
@@ -183,9 +182,9 @@ def fit_implicit_cg(ratings: DataFrame, *, rank: int, reg: float, alpha: float, 
     spark, started = ratings.sparkSession, time.perf_counter()
     ratings = ratings.select(F.col(t.USER_ID).cast("int"), F.col(t.MOVIE_ID).cast("int"),
                              F.col(t.RATING).cast("float"))
-    ids = {side: np.sort(ratings.select(side).distinct().toArrow().column(0).to_numpy())
-           for side in (t.USER_ID, t.MOVIE_ID)}
-    n = ratings.count()
+    row = ratings.agg(F.count(F.lit(1)), *[F.array_sort(F.collect_set(side)).alias(side)
+                                           for side in (t.USER_ID, t.MOVIE_ID)]).first()
+    n, ids = row[0], {side: np.array(row[side], np.int32) for side in (t.USER_ID, t.MOVIE_ID)}
     cores = spark.sparkContext.defaultParallelism
     buckets = buckets or cores * max(1, -(-n // (cores * _RATINGS_PER_TASK)))   # equal waves
 
