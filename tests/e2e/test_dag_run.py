@@ -140,8 +140,12 @@ def test_tonight_every_known_user_got_k_movies_and_none_they_rated_even_tonight(
     arrived = delta_io.read(spark, lake, t.RATINGS_INCREMENTS).where(F.col(t.RUN_DATE) == DAY)
     assert arrived.join(known_ratings(spark, lake, DAY1), t.USER_ID, "left_anti").limit(1).count() == 1
     with pgs.connect(nightly["pg"]) as conn:
-        previous = conn.execute("SELECT DISTINCT run_date FROM recommendations_previous").fetchall()
-    assert [str(d) for (d,) in previous] == [DAY1]
+        previous = conn.execute("SELECT user_id, rank, movie_id, run_date FROM recommendations_previous").fetchall()
+    # last night's live lists, renamed in tonight's swap (pg_carry_over): exactly DAY1's run
+    day1 = (delta_io.read(spark, lake, t.RECOMMENDATIONS).where(F.col(t.RUN_DATE) == DAY1)
+            .select(t.USER_ID, t.RANK, t.MOVIE_ID).collect())
+    assert sorted(r[:3] for r in previous) == sorted(tuple(r) for r in day1) and len(day1) == 563 * k
+    assert {str(r[3]) for r in previous} == {DAY1}
 
 
 def test_every_job_rerun_for_the_same_date_changes_no_table(spark, nightly, monkeypatch):

@@ -16,7 +16,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from movierec.core.config import load_config
-from movierec.serve import pg_publish, pg_schema, pg_settings as pgs
+from movierec.serve import pg_carry_over, pg_publish, pg_schema, pg_settings as pgs
 from movierec.serve.pg_settings import PgSettings, PublishError
 from tests.helpers import pg_database
 
@@ -148,6 +148,52 @@ def test_tables_published_together_change_together_or_not_at_all(spark, pgdb):
     assert query(pgdb, "SELECT count(*), max(run_date) FROM popular_movies") == [(2, D1)]
     assert query(pgdb, READ) == [(30, D1, D1)]
     assert leftovers(pgdb) == []
+
+
+def test_a_carried_over_table_is_the_live_one_renamed_in_the_same_swap(spark, pgdb):
+    """recommendations_previous as last night's live lists, renamed rather than reloaded: the
+    rows, keys and indexes of each table are what a load would give, and a failure keeps both."""
+    live, previous = pg_schema.RECOMMENDATIONS, pg_schema.RECOMMENDATIONS_PREVIOUS
+    pg_publish.publish_table(recs(spark, 3, D1), live, pgdb)
+    d1 = query(pgdb, "SELECT * FROM recommendations ORDER BY 1, 2")
+    carry = [(live, previous)]
+    assert pg_publish.publish_many([(recs(spark, 4, D2), live)], pgdb, carry_over=carry) == {"recommendations": 40}
+    assert query(pgdb, "SELECT * FROM recommendations_previous ORDER BY 1, 2") == d1
+    assert query(pgdb, READ) == [(40, D2, D2)]
+    broken = recs(spark, 5, D3)
+    with pytest.raises(PublishError, match="duplicate primary key"):
+        pg_publish.publish_many([(broken.union(broken.limit(1)), live)], pgdb, carry_over=carry)
+    assert query(pgdb, "SELECT * FROM recommendations_previous ORDER BY 1, 2") == d1
+    assert query(pgdb, READ) == [(40, D2, D2)]
+    pg_publish.publish_many([(recs(spark, 5, D3), live)], pgdb, carry_over=carry)
+    assert query(pgdb, "SELECT count(*), min(run_date), max(run_date) FROM recommendations_previous") == [(40, D2, D2)]
+    assert query(pgdb, READ) == [(50, D3, D3)]
+    indexes = query(pgdb, "SELECT tablename, indexname FROM pg_indexes WHERE tablename LIKE 'recommendations%' ORDER BY 1, 2")
+    assert indexes == [("recommendations", "recommendations_movie_id_idx"), ("recommendations", "recommendations_pkey"),
+                       ("recommendations_previous", "recommendations_previous_pkey")]
+    assert leftovers(pgdb) == []
+    with pytest.raises(ValueError, match="must be published in the same swap"):
+        pg_publish.publish_many([(recs(spark, 1, D4), previous)], pgdb, carry_over=carry)
+
+
+def test_the_fingerprint_is_the_same_in_spark_and_postgres_and_moves_with_any_one_field(spark, pgdb):
+    rows = [(1, 1, 10, 0.5, "7", D1), (1, 2, 20, -3.25, "7", D1), (2, 1, 20, None, "7", D1),
+            (2, 2, 10, float("nan"), "7", D1), (3, 1, 2**31 - 1, 1e12, "7", D1), (2**31 - 1, 1, 1, 1e-4, "7", D1)]
+    schema = "user_id int, rank int, movie_id int, score float, model_version string, run_date date"
+    lists = lambda rs: spark.createDataFrame(rs, schema)  # noqa: E731
+    pg_publish.publish_table(lists(rows), pg_schema.RECOMMENDATIONS, pgdb)
+    same = pg_carry_over.fingerprint(lists(rows))
+    assert pg_carry_over.live_fingerprint(pgdb, "recommendations") == same
+    assert pg_carry_over.live_fingerprint(pgdb, "no_such_table") is None
+    assert pg_carry_over.fingerprint(lists([])) == (0, None, None, None, None, 0)
+    changed = [  # each a one-field edit, or two rows trading a field
+        [(1, 1, 11, 0.5, "7", D1), *rows[1:]], [(1, 1, 10, 0.5001, "7", D1), *rows[1:]],
+        [(1, 3, 10, 0.5, "7", D1), *rows[1:]], [(9, 1, 10, 0.5, "7", D1), *rows[1:]],
+        [(1, 1, 10, 0.5, "8", D1), *rows[1:]], [(1, 1, 10, 0.5, "7", D2), *rows[1:]],
+        [(1, 1, 20, 0.5, "7", D1), (1, 2, 10, -3.25, "7", D1), *rows[2:]],
+        [(1, 1, 10, -3.25, "7", D1), (1, 2, 20, 0.5, "7", D1), *rows[2:]], rows[1:]]
+    prints = [pg_carry_over.fingerprint(lists(rs)) for rs in changed]
+    assert same not in prints and len(set(prints)) == len(prints)
 
 
 KILLED_LOADER = """

@@ -48,10 +48,14 @@ def publish_table(df: DataFrame, spec: PgTable, settings: PgSettings, **kwargs) 
 def publish_many(tables: Sequence[tuple[DataFrame, PgTable]], settings: PgSettings, *,
                  method: str = DEFAULT_METHOD, parallelism: int | None = None,
                  batch_size: int = 20_000, grant_select_to: Sequence[str] = (),
+                 carry_over: Sequence[tuple[PgTable, PgTable]] = (),
                  swap_lock_timeout_s: float = 5.0, swap_attempts: int = 6) -> dict[str, int]:
     """Replaces every table with its rows, all of them in one transaction: a reader sees every
     old table or every new one, never new movies beside old recommendations. Returns the row
     count of each.
+
+    carry_over: (live, target) pairs, `live` among `tables`: in the same swap the live table
+    itself becomes `target` (its rows are not loaded again), where it would otherwise be dropped.
 
     method: "copy" (COPY FROM STDIN, one stream per Spark partition) or "jdbc" (Spark's JDBC
     writer, batched inserts). parallelism: at most this many partitions load at once (each is a
@@ -62,6 +66,8 @@ def publish_many(tables: Sequence[tuple[DataFrame, PgTable]], settings: PgSettin
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     for _, spec in tables:
         check_spec(spec)
+    for live, target in carry_over:
+        _check_carry_over(live, target, [spec for _, spec in tables])
     counts: dict[str, int] = {}
     try:
         for df, spec in tables:
@@ -69,14 +75,27 @@ def publish_many(tables: Sequence[tuple[DataFrame, PgTable]], settings: PgSettin
                                        batch_size, grant_select_to)
         job_guard.fault_point(FAULT_BEFORE_SWAP)
         with connect(settings) as conn:
-            _swap(conn, [spec for _, spec in tables], swap_lock_timeout_s, swap_attempts)
+            _swap(conn, [spec for _, spec in tables], dict(carry_over), swap_lock_timeout_s, swap_attempts)
     except BaseException:
         for _, spec in tables:
             _drop_quietly(settings, spec.name + STAGING)
         raise
     for name, count in counts.items():
         log.info("publish %s: live with %s rows", name, f"{count:,}")
+    for live, target in carry_over:
+        log.info("publish %s: the previous %s, renamed in the swap", target.name, live.name)
     return counts
+
+
+def _check_carry_over(live: PgTable, target: PgTable, staged: Sequence[PgTable]) -> None:
+    check_spec(target)
+    if live not in staged or target in staged:
+        raise ValueError(f"carry-over {live.name} -> {target.name}: {live.name} must be published "
+                         f"in the same swap and {target.name} must not")
+    if (live.columns, live.primary_key) != (target.columns, target.primary_key) \
+            or set(target.indexes) - set(live.indexes):
+        raise ValueError(f"carry-over {live.name} -> {target.name}: the target needs the same "
+                         f"columns and key and no index the live table lacks")
 
 
 def _stage(df: DataFrame, spec: PgTable, settings: PgSettings, method: str, parallelism: int,
@@ -156,9 +175,27 @@ def _swap_statements(spec: PgTable) -> list[sql.Composed]:
     ]
 
 
-def _swap(conn: psycopg.Connection, specs: Sequence[PgTable], lock_timeout_s: float, attempts: int) -> None:
+def _carry_over_statements(live: PgTable, target: PgTable) -> list[sql.Composed]:
+    """The live table becomes `target`, its key and the indexes target keeps renamed, the others
+    dropped; it must run before staging takes the live name."""
+    I = sql.Identifier  # noqa: E741
+    return [
+        sql.SQL("DROP TABLE IF EXISTS {}").format(I(target.name)),
+        sql.SQL("ALTER TABLE {} RENAME TO {}").format(I(live.name), I(target.name)),
+        sql.SQL("ALTER TABLE {} RENAME CONSTRAINT {} TO {}").format(
+            I(target.name), I(f"{live.name}_pkey"), I(f"{target.name}_pkey")),
+        *(sql.SQL("ALTER INDEX {} RENAME TO {}").format(I(index_name(live.name, i)), I(index_name(target.name, i)))
+          if i in target.indexes else sql.SQL("DROP INDEX {}").format(I(index_name(live.name, i)))
+          for i in live.indexes),
+    ]
+
+
+def _swap(conn: psycopg.Connection, specs: Sequence[PgTable], carry_over: dict[PgTable, PgTable],
+          lock_timeout_s: float, attempts: int) -> None:
     """Every staging table becomes its live table in one transaction."""
-    statements = [statement for spec in specs for statement in _swap_statements(spec)]
+    statements = [statement for spec in specs
+                  for statement in (_carry_over_statements(spec, carry_over[spec]) if spec in carry_over else [])
+                  + _swap_statements(spec)]
     live = ", ".join(spec.name for spec in specs)
 
     def swap_once() -> None:

@@ -30,7 +30,8 @@ from movierec.core.masking import mask_uri
 from movierec.data.known import arrivals, known_ratings, known_users
 from movierec.model import catalog, plots, tracking
 from movierec.model.base import ServedModel, seen_pairs
-from movierec.serve import pg_publish, pg_schema, pg_settings, serving_metrics, serving_sql
+from movierec.serve import (pg_carry_over, pg_publish, pg_schema, pg_settings, serving_metrics,
+                            serving_sql)
 
 log = logging.getLogger(__name__)
 
@@ -221,8 +222,12 @@ def _publish_latest(spark: SparkSession, lake, retention_days: int) -> date:
 
 def publish_postgres(spark: SparkSession, lake, settings: pg_settings.PgSettings) -> int:
     """Every relation of docs/queries.sql, all swapped in in one transaction (a reader never sees
-    tonight's movies beside last night's lists); returns the recommendations' row count."""
+    tonight's movies beside last night's lists); returns the recommendations' row count. The
+    previous run is the live lists renamed when they hold exactly it (pg_carry_over)."""
     relations = serving_sql.serving_relations(spark, lake)
-    rows = pg_publish.publish_many([(relations[spec.name], spec) for spec in pg_schema.SERVED_TABLES],
-                                   settings)
-    return rows[pg_schema.RECOMMENDATIONS.name]
+    live, previous = pg_schema.RECOMMENDATIONS, pg_schema.RECOMMENDATIONS_PREVIOUS
+    carry_over = [(live, previous)] if pg_carry_over.live_holds(settings, live, relations[previous.name]) else []
+    tables = [(relations[spec.name], spec) for spec in pg_schema.SERVED_TABLES
+              if not (carry_over and spec == previous)]
+    rows = pg_publish.publish_many(tables, settings, carry_over=carry_over)
+    return rows[live.name]
