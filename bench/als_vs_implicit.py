@@ -114,7 +114,7 @@ def spark_fits(spark, fit, shape, args, results: dict) -> dict[str, tuple[np.nda
     df.count()
     params = dict(rank=args.rank, reg=args.reg, seed=args.seed, alpha=args.alpha)
     fits = {SPARK: lambda n: als.fit_als(df, max_iter=n, implicit=True, blocks=args.blocks, **params),
-            OURS: lambda n: als_cg.fit_implicit_cg(df, max_iter=n, **params)}
+            OURS: lambda n: als_cg.fit_cg(df, max_iter=n, implicit=True, **params)}
     out = {}
     for label, fit_for in fits.items():
         fit_for(1)   # warm-up, not timed (JIT, Python workers)

@@ -26,7 +26,7 @@ class TrainMode(StrEnum):
     REFIT = "refit"    # the champion's cross-validated parameters, no CV
 
 
-class ImplicitSolver(StrEnum):
+class AlsSolver(StrEnum):
     SPARK = "spark"    # Spark MLlib's ALS: an exact Cholesky solve of every row
     CG = "cg"          # model/als_cg.py: the same objective, a few conjugate-gradient steps per row
 
@@ -111,13 +111,13 @@ class AlsSettings(Section):
     rank_grid: Grid
     reg_grid: FloatGrid
     max_iter: PositiveInt
+    solver: AlsSolver
+    cg_steps: PositiveInt
 
 
 class ImplicitSettings(AlsSettings):
     alpha_grid: PositiveGrid
     min_rating: float
-    solver: ImplicitSolver
-    cg_steps: PositiveInt
 
 
 class PopularitySettings(Section):

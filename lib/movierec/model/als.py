@@ -12,8 +12,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from movierec.core import tables as t
-from movierec.core.settings import AlsSettings, ImplicitSolver
-from movierec.model.als_cg import fit_implicit_cg
+from movierec.core.settings import AlsSettings, AlsSolver
+from movierec.model.als_cg import fit_cg
 from movierec.model.base import PREDICTION, CvMetric, Fitted, Model
 from movierec.model.baselines import Biases, residuals, with_baseline
 from movierec.model.grids import als_grid
@@ -25,7 +25,11 @@ RESIDUAL = "residual"
 
 def fit_als(ratings: DataFrame, *, rank: int, reg: float, max_iter: int, seed: int,
             rating_col: str = t.RATING, implicit: bool = False, alpha: float = 1.0,
-            blocks: int = 0) -> ALSModel:
+            blocks: int = 0, solver: AlsSolver = AlsSolver.SPARK, cg_steps: int = 3) -> ALSModel:
+    """Spark's ALS, or with solver=cg the same objective by model/als_cg.py (blocks unused)."""
+    if solver == AlsSolver.CG:
+        return fit_cg(ratings, rank=rank, reg=reg, max_iter=max_iter, seed=seed, implicit=implicit,
+                      alpha=alpha, cg_steps=cg_steps, rating_col=rating_col)
     als = ALS(userCol=t.USER_ID, itemCol=t.MOVIE_ID, ratingCol=rating_col, rank=rank,
               regParam=reg, maxIter=max_iter, seed=seed, implicitPrefs=implicit, alpha=alpha,
               coldStartStrategy="nan", nonnegative=False)
@@ -112,7 +116,8 @@ class _Als(Model):
 
     def als_args(self, params: dict) -> dict:
         out = {"rank": params["rank"], "reg": params["regParam"], "max_iter": self.settings.max_iter,
-               "seed": self.cfg.train.seed, "blocks": self.cfg.train.als_blocks}
+               "seed": self.cfg.train.seed, "blocks": self.cfg.train.als_blocks,
+               "solver": self.settings.solver, "cg_steps": self.settings.cg_steps}
         if "alpha" in params:
             out["alpha"] = params["alpha"]
         return out
@@ -145,10 +150,5 @@ class AlsImplicit(_Als):
         return als_grid(rank=s.rank_grid, regParam=s.reg_grid, alpha=s.alpha_grid)
 
     def fit(self, ratings: DataFrame, params: dict, deps: Mapping[str, Fitted]) -> Fitted:
-        s = self.cfg.train.implicit
-        liked = implicit_feedback(ratings, s.min_rating)
-        args = self.als_args(params)
-        if s.solver == ImplicitSolver.CG:
-            args.pop("blocks")
-            return FittedAls(fit_implicit_cg(liked, cg_steps=s.cg_steps, **args))
-        return FittedAls(fit_als(liked, implicit=True, **args))
+        liked = implicit_feedback(ratings, self.cfg.train.implicit.min_rating)
+        return FittedAls(fit_als(liked, implicit=True, **self.als_args(params)))

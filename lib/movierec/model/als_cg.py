@@ -41,9 +41,11 @@ _RATINGS_PER_TASK = 4_000_000   # per bucket at most; each core gets as many buc
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)   # vectorised dot products: 2.4x
-def cg_rows(indptr, cols, vals, X, Y, YtY, reg, alpha, steps):  # pragma: no cover - compiled
+def cg_rows(indptr, cols, vals, X, Y, YtY, reg, alpha, steps, explicit=False):  # pragma: no cover - compiled
     """X[u] (float64, warm start in, solution out) for every row u of the CSR (indptr, cols,
-    vals): `steps` CG steps on (Y'Y + Y_u' C1_u Y_u + reg * n_u I) x = Y_u' (1 + c1) [r > 0]."""
+    vals): `steps` CG steps on (Y'Y + Y_u' C1_u Y_u + reg * n_u I) x = Y_u' (1 + c1) [r > 0],
+    n_u the row's positives. explicit: on (Y_u' Y_u + reg * n_u I) x = Y_u' r, n_u its ratings
+    (pass a zero YtY), Spark's explicit ALS."""
     rank = X.shape[1]
     r = np.empty(rank)
     p = np.empty(rank)
@@ -58,11 +60,15 @@ def cg_rows(indptr, cols, vals, X, Y, YtY, reg, alpha, steps):  # pragma: no cov
             r[a] = -acc
         for j in range(indptr[u], indptr[u + 1]):
             y = Y[cols[j]]
-            c1 = alpha * abs(vals[j])
-            target = 0.0
-            if vals[j] > 0:
-                target = 1.0 + c1
+            if explicit:
+                c1, target = 1.0, vals[j]
                 positives += 1
+            else:
+                c1 = alpha * abs(vals[j])
+                target = 0.0
+                if vals[j] > 0:
+                    target = 1.0 + c1
+                    positives += 1
             dot = 0.0
             for a in range(rank):
                 dot += y[a] * x[a]
@@ -88,7 +94,7 @@ def cg_rows(indptr, cols, vals, X, Y, YtY, reg, alpha, steps):  # pragma: no cov
                 dot = 0.0
                 for a in range(rank):
                     dot += y[a] * p[a]
-                coef = alpha * abs(vals[j]) * dot
+                coef = dot if explicit else alpha * abs(vals[j]) * dot
                 for a in range(rank):
                     ap[a] += coef * y[a]
             pap = 0.0
@@ -120,25 +126,26 @@ def _pack(ids_of_rows: np.ndarray, ids_of_cols: np.ndarray, row_col: str, col_co
     return pack
 
 
-def _solve(broadcast, steps: int, reg: float, alpha: float):
+def _solve(broadcast, steps: int, reg: float, alpha: float, explicit: bool):
     def solve(buckets: Iterator[tuple[bytes, ...]]) -> Iterator[tuple[bytes, bytes]]:
         fixed, previous, gram = broadcast.value
         for rows, indptr, cols, vals in buckets:
             rows = np.frombuffer(rows, np.int32)
             x = previous[rows].astype(np.float64)
             cg_rows(np.frombuffer(indptr, np.int64), np.frombuffer(cols, np.int32),
-                    np.frombuffer(vals, np.float32), x, fixed, gram, reg, alpha, steps)
+                    np.frombuffer(vals, np.float32), x, fixed, gram, reg, alpha, steps, explicit)
             yield rows.tobytes(), x.astype(np.float32).tobytes()
     return solve
 
 
 def _half(packed: RDD, fixed: np.ndarray, previous: np.ndarray, *, reg: float, alpha: float,
-          steps: int) -> np.ndarray:
+          steps: int, implicit: bool) -> np.ndarray:
     """The solving side's new factors, every bucket solved against the fixed side."""
-    gram = fixed.T.astype(np.float64) @ fixed.astype(np.float64)
+    rank = fixed.shape[1]
+    gram = fixed.T.astype(np.float64) @ fixed.astype(np.float64) if implicit else np.zeros((rank, rank))
     shared = packed.context.broadcast((fixed, previous, gram))
     try:
-        out = packed.mapPartitions(_solve(shared, steps, reg, alpha)).collect()
+        out = packed.mapPartitions(_solve(shared, steps, reg, alpha, not implicit)).collect()
     finally:
         shared.destroy()
     solved = previous.copy()
@@ -175,13 +182,13 @@ def to_als_model(spark: SparkSession, user_ids: np.ndarray, X: np.ndarray, item_
             .setColdStartStrategy("nan"))
 
 
-def fit_implicit_cg(ratings: DataFrame, *, rank: int, reg: float, alpha: float, max_iter: int,
-                    seed: int, cg_steps: int = 3, buckets: int = 0) -> ALSModel:
-    """ALS(implicitPrefs=True, rank, regParam=reg, alpha, maxIter=max_iter) on ratings
-    (user_id, movie_id, rating), with CG row solves; items are solved first, as Spark does."""
+def fit_cg(ratings: DataFrame, *, rank: int, reg: float, max_iter: int, seed: int, implicit: bool,
+           alpha: float = 1.0, cg_steps: int = 3, rating_col: str = t.RATING, buckets: int = 0) -> ALSModel:
+    """ALS(implicitPrefs=implicit, rank, regParam=reg, alpha, maxIter=max_iter) on ratings
+    (user_id, movie_id, rating_col), with CG row solves; items are solved first, as Spark does."""
     spark, started = ratings.sparkSession, time.perf_counter()
     ratings = ratings.select(F.col(t.USER_ID).cast("int"), F.col(t.MOVIE_ID).cast("int"),
-                             F.col(t.RATING).cast("float"))
+                             F.col(rating_col).cast("float").alias(t.RATING))
     row = ratings.agg(F.count(F.lit(1)), *[F.array_sort(F.collect_set(side)).alias(side)
                                            for side in (t.USER_ID, t.MOVIE_ID)]).first()
     n, ids = row[0], {side: np.array(row[side], np.int32) for side in (t.USER_ID, t.MOVIE_ID)}
@@ -202,10 +209,11 @@ def fit_implicit_cg(ratings: DataFrame, *, rank: int, reg: float, alpha: float, 
         rng = np.random.default_rng(seed)
         X, Y = _initial(len(ids[t.USER_ID]), rank, rng), _initial(len(ids[t.MOVIE_ID]), rank, rng)
         for _ in range(max_iter):
-            Y = _half(by_item, X, Y, reg=reg, alpha=alpha, steps=cg_steps)
-            X = _half(by_user, Y, X, reg=reg, alpha=alpha, steps=cg_steps)
+            Y = _half(by_item, X, Y, reg=reg, alpha=alpha, steps=cg_steps, implicit=implicit)
+            X = _half(by_user, Y, X, reg=reg, alpha=alpha, steps=cg_steps, implicit=implicit)
     finally:
         by_user.unpersist(), by_item.unpersist()
-    log.info("implicit ALS (CG, %d steps): %s ratings, %d x %d, rank %d, %d iterations in %.1fs",
-             cg_steps, f"{n:,}", len(X), len(Y), rank, max_iter, time.perf_counter() - started)
+    log.info("%s ALS (CG, %d steps): %s ratings, %d x %d, rank %d, %d iterations in %.1fs",
+             "implicit" if implicit else "explicit", cg_steps, f"{n:,}", len(X), len(Y), rank, max_iter,
+             time.perf_counter() - started)
     return to_als_model(spark, ids[t.USER_ID], X, ids[t.MOVIE_ID], Y)
