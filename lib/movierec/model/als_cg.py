@@ -1,12 +1,14 @@
-"""Implicit-feedback ALS whose row solves are a few conjugate-gradient steps, on Spark.
+"""ALS whose row solves are a few conjugate-gradient steps, on Spark, implicit or explicit.
 
-The objective is Spark MLlib's ALS(implicitPrefs=True) exactly: confidence c = 1 + alpha * |r|,
-preference [r > 0], and regParam times each row's count of positive ratings (ALS-WR). Spark
-solves every row's normal equations exactly, building a rank x rank matrix rating by rating
-(O(rank^2) per rating); here each row takes `cg_steps` CG steps warm-started from its previous
-factors (Takacs, Pilaszy and Tikk 2011; the `implicit` library's default solver), O(rank) per
-rating and step, since Y'Y is shared by all rows. At ML-25M's rank 64 the weekday night's
-served refit takes 81 s instead of MLlib's 198 s, at the same test NDCG (docs/benchmarks.md).
+The objective is Spark MLlib's ALS exactly. Implicit (implicitPrefs=True): confidence
+c = 1 + alpha * |r|, preference [r > 0], and regParam times each row's count of positive
+ratings (ALS-WR). Explicit: squared error on the rated pairs, regParam times each row's count of
+ratings. Spark solves every row's normal equations exactly, building a rank x rank matrix rating
+by rating (O(rank^2) per rating); here each row takes `cg_steps` CG steps warm-started from its
+previous factors (Takacs, Pilaszy and Tikk 2011; the `implicit` library's default solver),
+O(rank) per rating and step (implicit: Y'Y is shared by all rows). At ML-25M scale the served
+implicit refit (rank 64) takes 81 s instead of MLlib's 198 s at the same test NDCG, an explicit
+fit (rank 32) 42 s instead of 88-100 s at the same test RMSE (docs/benchmarks.md).
 
 Distribution: the ratings are packed once per fit into row buckets of each side (CSR arrays, one
 pickled record per bucket in a cached RDD); each half-iteration broadcasts the fixed side's factors, its Gram

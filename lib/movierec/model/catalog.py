@@ -4,15 +4,19 @@ config section (core/settings.py and conf/base.yaml)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from pyspark.sql import DataFrame
 
 from movierec.core.config import Config, ConfigError
+from movierec.core.logs import stage
 from movierec.model.als import AlsBiased, AlsImplicit, AlsPlain
 from movierec.model.base import Fitted, Model, Servable
 from movierec.model.baselines import Bias, GlobalMean, Popular, PopularRecent, Trending
 from movierec.model.hybrid import Hybrid
+
+log = logging.getLogger(__name__)
 
 MODELS: tuple[type[Model], ...] = (
     GlobalMean, Bias, AlsBiased, AlsPlain, AlsImplicit, Popular, PopularRecent, Trending, Hybrid)
@@ -57,5 +61,6 @@ def fit_all(models: Mapping[str, Model], train: DataFrame, params: Mapping[str, 
     """Every model fitted on `train` with its chosen parameters, each after those it requires."""
     fitted: dict[str, Fitted] = {}
     for name, model in models.items():
-        fitted[name] = model.fit(train, params[name], {d: fitted[d] for d in model.requires})
+        with stage(log, f"fit {name}"):
+            fitted[name] = model.fit(train, params[name], {d: fitted[d] for d in model.requires})
     return fitted
