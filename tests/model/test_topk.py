@@ -130,11 +130,11 @@ def test_lists_topped_up_from_a_fallback_match_the_reference(spark, catalog, sli
 
 @pytest.mark.parametrize("k", [1, 3, 10, 100])
 def test_top_of_block_matches_a_full_sort_of_each_row(k):
-    # The selection opens only the column groups whose maximum reaches a bound: on rows with
-    # ties, seen (-inf) items and widths around the pyramid's folds it must still pick exactly
-    # what a sort of every row picks.
+    # The selection reads again only the column groups whose maximum reaches a bound: on rows
+    # with ties, seen (-inf) items and widths around the group size and k groups it must still
+    # pick exactly what a sort of every row picks.
     rng = np.random.default_rng(k)
-    for n in (k, k + 1, 4 * 8 * k - 1, 4 * 8 * k, 4 * 64 * k + 13, 7919):
+    for n in (k, k + 1, 64 * k - 1, 64 * k, 64 * k + 1, 4 * 64 * k + 13, 7919):
         if n < k:
             continue
         scores = rng.integers(0, 12, (17, n)).astype(np.float32)
