@@ -90,6 +90,15 @@ def _rss(pid: int) -> int:
         return 0
 
 
+def _pss(pid: int) -> int:
+    """Proportional set size: pages shared with other processes (the pyspark daemon's forks
+    share its imports) counted once across them, where summed RSS counts them in each."""
+    try:
+        return psutil.Process(pid).memory_full_info().pss
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return 0
+
+
 def _descendants(root: int) -> list[int]:
     try:
         return [p.pid for p in psutil.Process(root).children(recursive=True)]
@@ -99,18 +108,21 @@ def _descendants(root: int) -> list[int]:
 
 class MemorySampler(threading.Thread):
     """RSS of this process, the driver JVM (once known) and the JVM's descendants (the Python
-    workers), every `interval` seconds, as (perf_counter, python, jvm, workers) in bytes."""
+    workers), every `interval` seconds, as (perf_counter, python, jvm, workers, PSS of all of
+    them) in bytes."""
 
     def __init__(self, interval: float = 0.5):
         super().__init__(name="memory-sampler", daemon=True)
         self.interval, self.jvm_pid = interval, None
-        self.samples: list[tuple[float, int, int, int]] = []
+        self.samples: list[tuple[float, int, int, int, int]] = []
         self._halt = threading.Event()
 
     def sample(self) -> None:
         jvm = self.jvm_pid
-        workers = sum(_rss(p) for p in _descendants(jvm)) if jvm else 0
-        self.samples.append((time.perf_counter(), _rss(os.getpid()), _rss(jvm) if jvm else 0, workers))
+        children = _descendants(jvm) if jvm else []
+        pss = sum(_pss(p) for p in [os.getpid(), *([jvm] if jvm else []), *children])
+        self.samples.append((time.perf_counter(), _rss(os.getpid()), _rss(jvm) if jvm else 0,
+                             sum(_rss(p) for p in children), pss))
 
     def run(self) -> None:
         while not self._halt.wait(self.interval):
@@ -121,11 +133,12 @@ class MemorySampler(threading.Thread):
         self.join()
         self.sample()
 
-    def peaks(self, intervals: list[tuple[float, float]]) -> tuple[int, int, int, int]:
-        """Peaks of the Python driver, the JVM, the workers, and of their sum at one instant."""
+    def peaks(self, intervals: list[tuple[float, float]]) -> tuple[int, int, int, int, int]:
+        """Peaks of the Python driver, the JVM, the workers, of their RSS sum at one instant,
+        and of their PSS sum."""
         inside = [s for s in self.samples if any(a <= s[0] <= b for a, b in intervals)]
         return (*(max((s[i] for s in inside), default=0) for i in (1, 2, 3)),
-                max((s[1] + s[2] + s[3] for s in inside), default=0))
+                max((s[1] + s[2] + s[3] for s in inside), default=0), max((s[4] for s in inside), default=0))
 
 
 # ------------------------------------------------------------------ stages
@@ -140,6 +153,7 @@ class StageResult:
     jvm_gib: float = 0.0
     workers_gib: float = 0.0
     all_gib: float = 0.0                            # the three together, at the same instant
+    all_pss_gib: float = 0.0                        # the same, shared pages counted once
     group: str = "full"                             # which total it counts in
 
 
@@ -212,8 +226,9 @@ class Bench:
 
 def _stage_peaks(bench: Bench) -> None:
     for r in bench.results:
-        py, jvm, workers, together = bench.sampler.peaks(r.intervals)
+        py, jvm, workers, together, pss = bench.sampler.peaks(r.intervals)
         r.python_gib, r.jvm_gib, r.workers_gib, r.all_gib = py / GIB, jvm / GIB, workers / GIB, together / GIB
+        r.all_pss_gib = pss / GIB
 
 
 # ------------------------------------------------------------------ the pipeline
@@ -282,13 +297,13 @@ def print_table(results: dict) -> None:
           f"{meta['ratings']:,} ratings; profile {meta['profile']}, driver {meta['driver_memory']}, "
           f"{meta['cores']} cores; run {meta['run_date']}\n")
     print("| stage | rows | seconds | driver JVM peak GiB | python peak GiB | Python workers peak GiB "
-          "| all three peak GiB |\n|---|---:|---:|---:|---:|---:|---:|")
+          "| all three peak GiB | all three, PSS, peak GiB |\n|---|---:|---:|---:|---:|---:|---:|---:|")
     for s in stages:
         jvm = f"{s['jvm_gib']:.2f}" if s["jvm_gib"] else ""
         print(f"| {s['label']} | {s['rows']:,} | {_seconds(s['seconds'])} | {jvm} | {s['python_gib']:.2f} | "
-              f"{s['workers_gib']:.2f} | {s['all_gib']:.2f} |")
+              f"{s['workers_gib']:.2f} | {s['all_gib']:.2f} | {s.get('all_pss_gib', 0):.2f} |")
     for name, seconds in results["totals"].items():
-        print(f"| **total: {name}** | | **{seconds:.1f}** | | | | |")
+        print(f"| **total: {name}** | | **{seconds:.1f}** | | | | | |")
     by_label = {s["label"]: s["seconds"] for s in stages}
     ingest_s = next(v for k, v in by_label.items() if k.startswith("ingest"))
     if PLAIN_LOAD in by_label:
