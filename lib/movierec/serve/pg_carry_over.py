@@ -24,8 +24,8 @@ from movierec.serve.pg_settings import PgSettings, connect
 log = logging.getLogger(__name__)
 
 PRIME = 2_147_483_647   # every step stays below 2^62 in both engines' 64-bit integers
-USER_MUL, RANK_MUL, SCORE_MUL = 1_000_003, 1_000_033, 1_000_037
-SCORE_SCALE, SCORE_LIMIT = 10_000, 1e9   # scores beyond the limit (or NaN) count as 0
+USER_MUL, MOVIE_OFFSET, SCORE_OFFSET = 1_000_003, 1_000_033, 1_000_037
+SCORE_SCALE, SCORE_LIMIT = 10_000, 1_000_000_000   # scores beyond the limit (or NaN) count as 0
 
 Fingerprint = tuple   # (rows, min run_date, max run_date, min version, max version, mix sum)
 
@@ -38,27 +38,26 @@ def fingerprint(lists: DataFrame) -> Fingerprint:
               .otherwise(F.floor(score * SCORE_SCALE)).cast("long"))
     # products, not sums, of the fields: two rows trading movies or scores change the total
     slot = (c(t.USER_ID) * USER_MUL + c(t.RANK)) % PRIME
-    listed = slot * (c(t.MOVIE_ID) + RANK_MUL) % PRIME
-    mix = listed * (((scaled % PRIME) + PRIME) % PRIME + SCORE_MUL) % PRIME
+    listed = slot * (c(t.MOVIE_ID) + MOVIE_OFFSET) % PRIME
+    mix = listed * (((scaled % PRIME) + PRIME) % PRIME + SCORE_OFFSET) % PRIME
     row = lists.agg(F.count(F.lit(1)), F.min(t.RUN_DATE), F.max(t.RUN_DATE), F.min(t.MODEL_VERSION),
                     F.max(t.MODEL_VERSION), F.sum(mix)).first()
     return _normal(tuple(row))
 
 
-_LIVE_SQL = """
+# The same expression as fingerprint()'s, term for term; {table} is left for psycopg to quote.
+_LIVE_SQL = f"""
 SELECT count(*), min(run_date), max(run_date), min(model_version), max(model_version),
-       sum((user_id::bigint * {user_mul} + rank) % {prime} * (movie_id::bigint + {rank_mul}) % {prime}
-           * ((CASE WHEN score IS NULL OR score = 'NaN' OR abs(score) > {limit} THEN 0
-                    ELSE floor(score::float8 * {scale})::bigint END % {prime} + {prime}) % {prime}
-              + {score_mul}) % {prime})
-FROM {table}"""
+       sum((user_id::bigint * {USER_MUL} + rank) % {PRIME} * (movie_id::bigint + {MOVIE_OFFSET}) % {PRIME}
+           * ((CASE WHEN score IS NULL OR score = 'NaN' OR abs(score) > {SCORE_LIMIT} THEN 0
+                    ELSE floor(score::float8 * {SCORE_SCALE})::bigint END % {PRIME} + {PRIME}) % {PRIME}
+              + {SCORE_OFFSET}) % {PRIME})
+FROM {{table}}"""
 
 
 def live_fingerprint(settings: PgSettings, table: str) -> Fingerprint | None:
     """The same fingerprint over PostgreSQL's live table; None when there is no such table."""
-    query = sql.SQL(_LIVE_SQL.format(user_mul=USER_MUL, rank_mul=RANK_MUL, score_mul=SCORE_MUL,
-                                     prime=PRIME, limit=int(SCORE_LIMIT), scale=SCORE_SCALE,
-                                     table="{table}")).format(table=sql.Identifier(table))
+    query = sql.SQL(_LIVE_SQL).format(table=sql.Identifier(table))
     with connect(settings) as conn:
         try:
             return _normal(conn.execute(query).fetchone())
@@ -67,11 +66,14 @@ def live_fingerprint(settings: PgSettings, table: str) -> Fingerprint | None:
 
 
 def live_holds(settings: PgSettings, live: PgTable, lists: DataFrame) -> bool:
-    """Whether PostgreSQL's live table holds exactly `lists`."""
-    want, have = fingerprint(lists), live_fingerprint(settings, live.name)
+    """Whether PostgreSQL's live table holds exactly `lists` (no Spark job when it is absent)."""
+    have = live_fingerprint(settings, live.name)
+    if have is None:
+        log.info("previous run: no live %s to carry over: it is loaded from the lake", live.name)
+        return False
+    want = fingerprint(lists)
     log.info("previous run: %s rows in the lake, the live %s %s", f"{want[0]:,}", live.name,
-             "hold the same rows" if want == have else
-             "is absent" if have is None else f"hold others ({have[0]:,} rows): it is loaded again")
+             "hold the same rows" if want == have else f"hold others ({have[0]:,} rows): it is loaded again")
     return want == have
 
 
