@@ -129,3 +129,25 @@ def test_the_served_and_baseline_models_are_checked_before_any_work():
         catalog.build(load_config("test", ["train.served_model=popular"]))
     with pytest.raises(ConfigError, match="'bias' is not a ranking model"):
         catalog.build(load_config("test", ["train.baseline_model=bias"]))
+
+
+class TooBig(Model):
+    name, ranks = "too_big", True
+
+    def skip_reason(self, ratings):
+        return "a dense inverse of everything"
+
+    def fit(self, ratings, params, deps):
+        raise AssertionError("a skipped model was fitted")
+
+
+class NeedsTooBig(Fixed):
+    name, requires = "needs_too_big", ("too_big",)
+
+
+def test_a_model_too_big_for_the_data_is_skipped_with_its_reason_unless_another_needs_it(make_cfg):
+    cfg = make_cfg()
+    kept, skipped = catalog.runnable({"fixed": Fixed(cfg), "too_big": TooBig(cfg)}, ratings=None)
+    assert list(kept) == ["fixed"] and skipped == {"too_big": "a dense inverse of everything"}
+    with pytest.raises(ConfigError, match="too_big.*a dense inverse"):
+        catalog.runnable({"too_big": TooBig(cfg), "needs_too_big": NeedsTooBig(cfg)}, ratings=None)

@@ -7,6 +7,7 @@ import socket
 from datetime import datetime, timezone
 
 import mlflow
+import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
@@ -16,7 +17,8 @@ from movierec.model.evaluate import value
 from tests.helpers import PIPELINE_DATE as RUN_DATE
 
 RATERS = {"global_mean", "bias", "als_plain", "als_biased"}
-RANKERS = {"popular", "popular_recent", "trending", "als_plain", "als_biased", "als_implicit", "hybrid"}
+RANKERS = {"popular", "popular_recent", "trending", "als_plain", "als_biased", "als_implicit", "ease",
+           "hybrid"}
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +51,46 @@ def test_every_model_is_evaluated_on_every_population(trained):
     assert v("hybrid", "ndcg", "cold") == pytest.approx(v("trending", "ndcg", "cold"), abs=1e-12)
     # the baseline beats the global mean, and the bias terms are worth their keep
     assert v("bias", "rmse", "warm_pairs") < v("global_mean", "rmse", "warm_pairs")
+
+
+def test_every_value_has_its_users_and_an_interval_and_each_ranker_its_gain_over_the_baseline(trained):
+    cfg, _, m = trained
+    per_user = m[m.metric.isin(["precision", "recall", "ndcg", "map", "hit_rate", "novelty", "diversity",
+                                "new_share"])]
+    users = m[m.metric == "users"].set_index(["model", "population"])["value"]
+    for row in per_user.itertuples():
+        if row.n == 0:   # e.g. the novelty of an explicit ALS's lists for cold users: it has none
+            assert pd.isna(row.value) and pd.isna(row.ci_low), row
+            continue
+        assert row.ci_low - 1e-12 <= row.value <= row.ci_high + 1e-12, row
+        # accuracy counts every evaluated user (no list scores 0); what a list shows is
+        # undefined without one (or, for diversity, without two movies on it)
+        if row.metric in ("novelty", "diversity", "new_share"):
+            assert row.n <= users[row.model, row.population], row
+        else:
+            assert row.n == users[row.model, row.population], row
+    baseline = cfg.train.baseline_model
+    assert per_user[per_user.model == baseline].gain_low.isna().all()
+    others = per_user[(per_user.model != baseline) & (per_user.population == "warm")]
+    assert (others.baseline == baseline).all() and (others.gain_low <= others.gain_high).all()
+    # the 16 warm users with a relevant test item (the README's caveat) carry the warm numbers
+    assert users["hybrid", "warm"] == 16
+    rmse = m[m.metric == "rmse"]
+    assert (rmse.n == 1167).all() and ((rmse.ci_low <= rmse.value) & (rmse.value <= rmse.ci_high)).all()
+
+
+def test_beyond_accuracy_metrics_are_in_range_and_no_list_holds_a_movie_train_never_saw(trained):
+    _, _, m = trained
+    v = lambda model, metric: value(m, model, metric, "all")  # noqa: E731
+    for model in RANKERS:
+        assert 0 < v(model, "coverage") <= 1 and 0 <= v(model, "gini") < 1
+        assert v(model, "novelty") > 0 and 0 <= v(model, "diversity") <= 1
+        # no model has factors or counts for a movie absent from train (issue 15's new_movies gap)
+        assert v(model, "new_share") == 0.0
+    # one list for everyone shows far fewer movies, more unequally, than a personal ranker
+    assert v("popular", "coverage") < v("ease", "coverage")
+    assert v("popular", "gini") > v("ease", "gini")
+    assert v("popular", "novelty") < v("ease", "novelty")
 
 
 def test_mlflow_run_holds_config_cv_metrics_plots_and_model(trained):

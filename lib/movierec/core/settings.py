@@ -120,6 +120,13 @@ class ImplicitSettings(AlsSettings):
     min_rating: float
 
 
+class EaseSettings(Section):
+    reg_grid: PositiveGrid
+    min_rating: float
+    min_likes: PositiveInt
+    max_items: PositiveInt
+
+
 class PopularitySettings(Section):
     recent_days: PositiveInt
 
@@ -144,12 +151,14 @@ class TrainSettings(Section):
     gate_window_days: PositiveInt
     gate_min_users: PositiveInt
     gate_bootstrap: PositiveInt
+    metric_bootstrap: PositiveInt
     min_train_ratings: PositiveInt
     als_blocks: NonNegativeInt
     cv: CvSettings
     bias: BiasSettings
     als: AlsSettings
     implicit: ImplicitSettings
+    ease: EaseSettings
     popularity: PopularitySettings
     hybrid: HybridSettings
 

@@ -133,6 +133,15 @@ SCHEMAS[MODEL_METRICS] = T.StructType([
     T.StructField("metric", T.StringType(), False),
     T.StructField("population", T.StringType(), False),
     T.StructField("value", T.DoubleType(), True),
+    # nullable: added to existing lakes. n: the users (pairs, for rmse/mae) behind the value;
+    # ci_*: its 95% bootstrap interval over users; gain_*: the paired interval of value minus
+    # the baseline model's on the same users (beyond noise when it excludes 0)
+    T.StructField("n", T.LongType(), True),
+    T.StructField("ci_low", T.DoubleType(), True),
+    T.StructField("ci_high", T.DoubleType(), True),
+    T.StructField("baseline", T.StringType(), True),
+    T.StructField("gain_low", T.DoubleType(), True),
+    T.StructField("gain_high", T.DoubleType(), True),
 ])
 SCHEMAS[RECOMMENDATIONS] = T.StructType([
     T.StructField(RUN_DATE, T.DateType(), False),

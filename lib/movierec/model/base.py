@@ -67,6 +67,10 @@ class Model(ABC):
         """The parameter sets cross-validation tries (one empty set: nothing to tune)."""
         return [{}]
 
+    def skip_reason(self, ratings: DataFrame) -> str | None:
+        """Why the model cannot run on `ratings` (too large for its method), or None."""
+        return None
+
     def shared_params(self, best: Mapping[str, dict]) -> dict | None:
         """Parameters taken from other models' chosen ones instead of a search of its own."""
         return None

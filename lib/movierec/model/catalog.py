@@ -14,12 +14,13 @@ from movierec.core.logs import stage
 from movierec.model.als import AlsBiased, AlsImplicit, AlsPlain
 from movierec.model.base import Fitted, Model, Servable
 from movierec.model.baselines import Bias, GlobalMean, Popular, PopularRecent, Trending
+from movierec.model.ease import Ease
 from movierec.model.hybrid import Hybrid
 
 log = logging.getLogger(__name__)
 
 MODELS: tuple[type[Model], ...] = (
-    GlobalMean, Bias, AlsBiased, AlsPlain, AlsImplicit, Popular, PopularRecent, Trending, Hybrid)
+    GlobalMean, Bias, AlsBiased, AlsPlain, AlsImplicit, Ease, Popular, PopularRecent, Trending, Hybrid)
 
 
 def build(cfg: Config) -> dict[str, Model]:
@@ -40,6 +41,21 @@ def build(cfg: Config) -> dict[str, Model]:
         raise ConfigError(f"config key 'train.baseline_model': {baseline!r} is not a ranking "
                           f"model (rankers: {rankers})")
     return models
+
+
+def runnable(models: Mapping[str, Model], ratings: DataFrame) -> tuple[dict[str, Model], dict[str, str]]:
+    """The models that can run on `ratings`, and why each other one cannot (Model.skip_reason);
+    the served model and what any kept model requires are never skipped silently."""
+    skipped = {name: why for name, m in models.items() if (why := m.skip_reason(ratings))}
+    kept = {name: m for name, m in models.items() if name not in skipped}
+    needed = {dep for m in kept.values() for dep in m.requires} & set(skipped)
+    served = [name for name, m in models.items() if isinstance(m, Servable) and name in skipped]
+    if needed or served:
+        raise ConfigError(f"models {sorted(needed | set(served))} cannot run here: "
+                          f"{ {n: skipped[n] for n in needed | set(served)} }")
+    for name, why in skipped.items():
+        log.warning("model %s skipped: %s", name, why)
+    return kept, skipped
 
 
 def served(cfg: Config) -> Servable:

@@ -15,17 +15,23 @@ than k, or empty) and `rel` the set of relevant ids (non-empty for every evaluat
 
 Each is averaged over the evaluated users. Positions are taken from the order of `rank`, so ranks are
 expected to run 1..n with no gaps. All five come from one pass over the per-user lists (array
-expressions, one aggregate) rather than RankingEvaluator's one job per metric: evaluation scores
-7 rankers on 3 populations, and at small scale Spark's fixed cost per job dominated (1.0-1.6 s a
-call on ml-latest-small, 0.2-0.4 s now).
+expressions), collected by Arrow, rather than RankingEvaluator's one job per metric: evaluation
+scores 7 rankers on 3 populations, and at small scale Spark's fixed cost per job dominated. The
+means, their bootstrap intervals (uncertainty.py) and the beyond-accuracy metrics of the same
+lists (beyond.py) are then computed on the driver.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from movierec.core import tables as t
+from movierec.model import beyond
 
 RANK = "rank"
 MODEL = "model"   # which model's list a row of recs belongs to (ranking_metrics_by_model)
@@ -58,16 +64,28 @@ def rating_metrics(predictions: DataFrame, *, label: str = "rating",
     """rmse, mae and n (number of rows with a non-null, non-NaN prediction), as
     pyspark.ml.evaluation.RegressionEvaluator defines them, in one aggregate. Rows whose
     prediction is null/NaN are dropped first (and not counted)."""
-    _require(predictions, [label, prediction], "predictions")
-    error = F.col(prediction).cast("double") - F.col(label).cast("double")
-    row = (predictions
-           .where(F.col(prediction).isNotNull() & ~F.isnan(prediction))
-           .agg(F.count(F.lit(1)).alias("n"), F.sqrt(F.avg(error * error)).alias("rmse"),
-                F.avg(F.abs(error)).alias("mae"))
-           .first())
+    scored, error = _errors(predictions, label, prediction)
+    row = scored.agg(F.count(F.lit(1)).alias("n"), F.sqrt(F.avg(error * error)).alias("rmse"),
+                     F.avg(F.abs(error)).alias("mae")).first()
     if row["n"] == 0:
         return {"rmse": float("nan"), "mae": float("nan"), "n": 0}
     return {"rmse": float(row["rmse"]), "mae": float(row["mae"]), "n": int(row["n"])}
+
+
+def per_user_errors(predictions: DataFrame, *, label: str = "rating",
+                    prediction: str = "prediction") -> pd.DataFrame:
+    """(user_id, n, sse, sae) on the driver: the pairs, squared and absolute errors that
+    rating_metrics sums, per user, so that an interval can resample users."""
+    scored, error = _errors(predictions, label, prediction)
+    return scored.groupBy(t.USER_ID).agg(
+        F.count(F.lit(1)).alias("n"), F.sum(error * error).alias("sse"),
+        F.sum(F.abs(error)).alias("sae")).toPandas()
+
+
+def _errors(predictions: DataFrame, label: str, prediction: str):
+    _require(predictions, [label, prediction], "predictions")
+    error = F.col(prediction).cast("double") - F.col(label).cast("double")
+    return predictions.where(F.col(prediction).isNotNull() & ~F.isnan(prediction)), error
 
 
 def ranking_metrics(recs: DataFrame, truth: DataFrame, k: int, *, relevant_threshold: float = 4.0,
@@ -83,51 +101,69 @@ def ranking_metrics(recs: DataFrame, truth: DataFrame, k: int, *, relevant_thres
     return by_model[""]["all"]
 
 
+@dataclass(frozen=True)
+class PerUser:
+    """Every model's list and ranking metrics for every evaluated user, on the driver: row i of
+    every array is the user user_ids[i]."""
+    models: list[str]
+    user_ids: np.ndarray                 # (users,), ascending
+    populations: dict[str, np.ndarray]   # name -> (users,) bool: "all", and "warm"/"cold" if known
+    scores: dict[str, np.ndarray]        # metric of RANKING -> (users, models)
+    lists: np.ndarray                    # (models, users, k) movie ids, beyond.NO_MOVIE-padded
+
+    def summary(self, n_catalog: int | None = None) -> dict[str, dict[str, dict[str, float]]]:
+        """{model: {population: {metric: mean, "users": n[, "coverage": share]}}}."""
+        result: dict[str, dict[str, dict[str, float]]] = {m: {} for m in self.models}
+        for pop, members in self.populations.items():
+            n = int(members.sum())
+            for j, model in enumerate(self.models):
+                values = {name: float(self.scores[name][members, j].mean()) if n else float("nan")
+                          for name in RANKING}
+                values["users"] = n
+                if n_catalog is not None:
+                    values["coverage"] = beyond.exposure(self.lists[j][members], n_catalog)["coverage"]
+                result[model][pop] = values
+        return result
+
+
 def ranking_metrics_by_model(recs: DataFrame, models: list[str], truth: DataFrame, k: int, *,
                              known_users: DataFrame | None = None, relevant_threshold: float = 4.0,
                              n_catalog: int | None = None) -> dict[str, dict[str, dict[str, float]]]:
     """ranking_metrics of every model's lists at once: recs has a `model` column naming one of
     `models`; {model: {"all": ..., "warm": ..., "cold": ...}}, warm users being those in
-    known_users (user_id), cold the others (only "all" without known_users). A user's relevant
-    items depend neither on the model nor on the population, so one pass serves them all."""
+    known_users (user_id), cold the others (only "all" without known_users)."""
+    return per_user_ranking(recs, models, truth, k, known_users=known_users,
+                            relevant_threshold=relevant_threshold).summary(n_catalog)
+
+
+def per_user_ranking(recs: DataFrame, models: list[str], truth: DataFrame, k: int, *,
+                     known_users: DataFrame | None = None, relevant_threshold: float = 4.0) -> PerUser:
+    """Every model's metrics for every evaluated user, in one Spark pass collected by Arrow. A
+    user's relevant items depend neither on the model nor on the population, so one pass serves
+    them all; every model is judged on the same users."""
     per_user = _lists_and_labels(recs, models, truth, k, relevant_threshold)
-    populations = {"all": F.lit(True)}
+    warm = F.lit(None).cast("boolean")
     if known_users is not None:
         known = known_users.select(t.USER_ID).distinct().withColumn("warm", F.lit(True))
         per_user = per_user.join(known, on=t.USER_ID, how="left")
         warm = F.coalesce(F.col("warm"), F.lit(False))
-        populations.update(warm=warm, cold=~warm)
-    per_user = per_user.select(
-        MODEL, "prediction", "label",
-        *[cond.alias(f"in_{name}") for name, cond in populations.items()]).cache()
-    formulas = {name: _formula(name, k) for name in _PER_USER}
-    try:
-        rows = {r[MODEL]: r for r in per_user.groupBy(MODEL).agg(*[
-            agg for pop in populations for agg in (
-                F.count(F.when(F.col(f"in_{pop}"), 1)).alias(f"{pop}.users"),
-                *[F.avg(F.when(F.col(f"in_{pop}"), f)).alias(f"{pop}.{name}")
-                  for name, f in formulas.items()])]).collect()}
-        coverage = {}
-        if n_catalog is not None:
-            movies = per_user.select(MODEL, *[f"in_{pop}" for pop in populations],
-                                     F.explode("prediction").alias("m"))
-            coverage = {r[MODEL]: r for r in movies.groupBy(MODEL).agg(*[
-                F.count_distinct(F.when(F.col(f"in_{pop}"), F.col("m"))).alias(pop)
-                for pop in populations]).collect()}
-    finally:
-        per_user.unpersist()
-    result: dict[str, dict[str, dict[str, float]]] = {}
-    for model in models:
-        row = rows.get(model)   # absent only when nobody is evaluated
-        result[model] = {}
-        for pop in populations:
-            values = {name: float("nan") if row is None or row[f"{pop}.{name}"] is None
-                      else float(row[f"{pop}.{name}"]) for name in RANKING}
-            values["users"] = row[f"{pop}.users"] if row is not None else 0
-            if n_catalog is not None:
-                values["coverage"] = (coverage[model][pop] if model in coverage else 0) / n_catalog
-            result[model][pop] = values
-    return result
+    table = per_user.select(MODEL, t.USER_ID, warm.alias("warm"), "prediction", *[
+        _formula(name, k).alias(name) for name in RANKING]).toArrow()
+    names = table.column(MODEL).to_numpy(zero_copy_only=False).astype(str)
+    all_users = table.column(t.USER_ID).to_numpy(zero_copy_only=False)
+    order = np.lexsort((all_users, names))   # by model, then user
+    rows = {m: order[names[order] == m] for m in models}
+    first = rows[models[0]]
+    populations = {"all": np.ones(len(first), bool)}
+    if known_users is not None:
+        populations["warm"] = table.column("warm").to_numpy(zero_copy_only=False)[first].astype(bool)
+        populations["cold"] = ~populations["warm"]
+    lists = beyond.padded(table.column("prediction"), k)
+    scores = {name: table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+              for name in RANKING}
+    return PerUser(list(models), all_users[first], populations,
+                   {name: np.stack([v[rows[m]] for m in models], axis=1) for name, v in scores.items()},
+                   np.stack([lists[rows[m]] for m in models]))
 
 
 def per_user_scores(recs: DataFrame, truth: DataFrame, k: int, metric: str, *,

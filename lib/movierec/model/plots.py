@@ -8,6 +8,8 @@ matplotlib.use("Agg")  # no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from movierec.model.evaluate import beyond_noise  # noqa: E402
+
 
 def cv_results(cv: pd.DataFrame):
     """Mean CV score of every grid point, one panel per model."""
@@ -25,18 +27,44 @@ def cv_results(cv: pd.DataFrame):
 
 
 def metrics_vs_baselines(metrics: pd.DataFrame, k: int):
-    """Test RMSE of the rating models and NDCG@k by population of the rankers."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
-    rmse = metrics[(metrics["metric"] == "rmse")].set_index("model")["value"].sort_values()
-    left.barh(rmse.index, rmse.values, color="#dd8452")
+    """Test RMSE of the rating models, NDCG@k by population of the rankers, and their
+    beyond-accuracy metrics, each bar with its 95% bootstrap interval over users; a ranker whose
+    NDCG differs from the baseline's beyond noise is marked *."""
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.5))
+    left, middle, right = axes
+    rmse = metrics[metrics["metric"] == "rmse"].set_index("model").sort_values("value")
+    if len(rmse):
+        left.barh(rmse.index, rmse["value"], xerr=_errors(rmse), color="#dd8452", capsize=3)
+        left.set_xlim(rmse["ci_low"].min() * 0.97, rmse["ci_high"].max() * 1.02)
     left.set_title("RMSE on warm test pairs (lower is better)")
-    left.set_xlim(rmse.min() * 0.95, rmse.max() * 1.02)
-    ndcg = (metrics[metrics["metric"] == "ndcg"]
-            .pivot(index="model", columns="population", values="value"))
-    ndcg.plot.barh(ax=right)
-    right.set_title(f"NDCG@{k} on test users (higher is better)")
+    ndcg = metrics[metrics["metric"] == "ndcg"]
+    pops = list(dict.fromkeys(ndcg["population"]))
+    models = list(dict.fromkeys(ndcg["model"]))
+    height = 0.8 / max(1, len(pops))
+    for i, pop in enumerate(pops):
+        part = ndcg[ndcg["population"] == pop].set_index("model").reindex(models)
+        middle.barh([m + i * height for m in range(len(models))], part["value"], height=height,
+                    xerr=_errors(part), capsize=2, label=f"{pop} (n={int(part['n'].max())})")
+    middle.set_yticks([m + height * (len(pops) - 1) / 2 for m in range(len(models))])
+    noisy = ndcg[ndcg["population"] == "warm"].set_index("model").reindex(models)
+    middle.set_yticklabels([f"{m} *" if beyond_noise(noisy.loc[m]) else m for m in models])
+    middle.set_title(f"NDCG@{k} on test users, 95% intervals (* warm: beyond noise vs baseline)")
+    middle.legend(fontsize=7)
+    wide = (metrics[metrics["metric"].isin(["coverage", "gini", "novelty", "diversity", "new_share"])
+                    & (metrics["population"] == "all")]
+            .pivot(index="model", columns="metric", values="value"))
+    if len(wide):
+        (wide / wide.max().where(wide.max() > 0, 1)).plot.barh(ax=right)
+    right.set_title("beyond accuracy, all test users (each metric / its largest)")
+    right.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def _errors(part: pd.DataFrame):
+    """xerr for bars at `value` from the ci_low/ci_high columns (0 where unknown)."""
+    return [(part["value"] - part["ci_low"]).fillna(0).clip(lower=0).to_numpy(),
+            (part["ci_high"] - part["value"]).fillna(0).clip(lower=0).to_numpy()]
 
 
 def rating_distribution(train: pd.DataFrame, test: pd.DataFrame):

@@ -297,8 +297,24 @@ def top_k(user_factors: DataFrame, item_factors: DataFrame | None, seen: DataFra
     if seen is not None:
         _require(seen, [t.USER_ID, t.MOVIE_ID], "seen")
 
-    spark = user_factors.sparkSession
     ids, matrix, bias = _item_matrix(item_factors, item_bias)
+    return top_k_of_matrix(user_factors, ids, matrix, seen, k, bias=bias, fallback=fallback,
+                           block_size=block_size)
+
+
+def top_k_of_matrix(user_factors: DataFrame, ids: np.ndarray, matrix: np.ndarray,
+                    seen: DataFrame | None, k: int, *, bias: np.ndarray | None = None,
+                    fallback: DataFrame | None = None, block_size: int = 4096) -> DataFrame:
+    """top_k with the item factors already on the driver: `ids` (movie ids ascending, int32) and
+    `matrix` (float32, row i the factors of ids[i]); for a model that holds them as an array
+    (EASE's weights), which a DataFrame would ship to the JVM and back for nothing."""
+    if len(ids) > 1 and (np.diff(ids) <= 0).any():
+        raise ValueError("top_k_of_matrix needs movie ids ascending and distinct")
+    if matrix.shape[0] != len(ids):
+        raise ValueError(f"{len(ids)} movie ids for {matrix.shape[0]} rows of factors")
+    spark = user_factors.sparkSession
+    ids = np.asarray(ids, np.int32)
+    matrix = np.ascontiguousarray(matrix, np.float32)
     ranking = None
     if fallback is not None:
         _require(fallback, [t.MOVIE_ID, SCORE], "fallback")
