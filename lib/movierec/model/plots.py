@@ -55,7 +55,7 @@ def metrics_vs_baselines(metrics: pd.DataFrame, k: int):
             .pivot(index="model", columns="metric", values="value"))
     if len(wide):
         (wide / wide.max().where(wide.max() > 0, 1)).plot.barh(ax=right)
-    right.set_title("beyond accuracy, all test users (each metric / its largest)")
+    right.set_title("beyond accuracy, all test users (metric / its max)")
     right.legend(fontsize=7)
     fig.tight_layout()
     return fig
