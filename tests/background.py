@@ -6,7 +6,8 @@ test needs them, so they overlap with the in-process tests instead of adding to 
   of that lake;
 - one: the Airflow metadata DB of that run, then `airflow tasks test` of its recommend task with
   PostgreSQL's port closed (in an Airflow home of its own; it fails before reading anything);
-- another: a 2-worker standalone cluster and the jobs submitted to it.
+- another: a 2-worker standalone cluster and the jobs submitted to it, once the pipeline run
+  is over.
 
 The fixtures that hand them to tests (conftest.pipeline_run and nightly_run,
 test_cluster.cluster_run) wait for them; conftest orders the modules that use them last.
@@ -17,7 +18,8 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,14 +135,19 @@ class Background:
         self._pipeline: Future[PipelineRun] | None = None
         self._nightly: Future[NightlyRun] | None = None
         self._cluster: Future | None = None
+        self._pipeline_started = threading.Event()
 
     def start(self, ml_small: Path | None, pg_settings, tmp_factory, needed: set[str]) -> None:
         """Starts what `needed` names; the pipeline and nightly runs only with ml_small.
         pg_settings: a callable giving the suite's PostgreSQL settings."""
         if "cluster_run" in needed:
-            from tests.e2e.cluster_jobs import run_on_cluster
+            self._start_cluster(tmp_factory.mktemp("cluster"))
+        try:
+            self._start_chain(ml_small, pg_settings, tmp_factory, needed)
+        finally:
+            self._pipeline_started.set()   # whether a pipeline run was submitted or not
 
-            self._cluster = self._side.submit(run_on_cluster, tmp_factory.mktemp("cluster"))
+    def _start_chain(self, ml_small: Path | None, pg_settings, tmp_factory, needed: set[str]) -> None:
         if ml_small is None or not needed & {"pipeline_run", "nightly_run"}:
             return
         pg_settings = pg_settings()
@@ -156,6 +163,20 @@ class Background:
             pg_down = self._migrate.submit(run_pg_down, nightly_root, nightly_pg)
             self._nightly = self._chain.submit(
                 lambda: run_nightly(self._pipeline.result(), nightly_root, nightly_pg, home.result(), pg_down))
+
+    def _start_cluster(self, root: Path) -> None:
+        """The cluster's five JVMs start once the pipeline run is over (or when there is none):
+        started beside it at session start, they slowed the first in-process tests, which are
+        the suite's critical path; beside the nightly run they compete with less."""
+        from tests.e2e.cluster_jobs import run_on_cluster
+
+        def after_the_pipeline():
+            self._pipeline_started.wait()
+            if self._pipeline is not None:
+                wait([self._pipeline])
+            return run_on_cluster(root)
+
+        self._cluster = self._side.submit(after_the_pipeline)
 
     def pipeline(self) -> PipelineRun:
         return self._wait(self._pipeline, "the pipeline run")
