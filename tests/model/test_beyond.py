@@ -80,10 +80,12 @@ def reference(lists, genres, raters, users):
 @given(st.data())
 def test_list_metrics_match_the_plain_python_reference(data):
     n = data.draw(st.integers(1, 8))
-    genres = {m: data.draw(st.lists(st.sampled_from(GENRES), unique=True, max_size=3)) for m in range(1, n + 1)}
+    genres = {m: data.draw(st.lists(st.sampled_from(GENRES), unique=True, max_size=3))
+              for m in range(1, n + 1)}
     raters = {m: data.draw(st.integers(0, 5)) for m in genres}
     k = data.draw(st.integers(1, 5))
-    rows = data.draw(st.lists(st.lists(st.integers(1, n), unique=True, max_size=min(k, n)), min_size=1, max_size=6))
+    rows = data.draw(st.lists(st.lists(st.integers(1, n), unique=True, max_size=min(k, n)),
+                              min_size=1, max_size=6))
     lists = np.array([r + [NO_MOVIE] * (k - len(r)) for r in rows])
     got = list_metrics(lists, facts_of(genres, raters, 5), chunk=2)
     for i, want in enumerate(reference(lists, genres, raters, 5)):

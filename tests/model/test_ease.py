@@ -46,10 +46,10 @@ def test_lists_score_the_liked_row_times_the_weights_and_fall_back_to_popularity
     rows = [(1, 1, 5.0), (1, 2, 4.0), (1, 4, 2.0), (2, 1, 4.0), (2, 2, 5.0), (2, 3, 4.0),
             (3, 2, 4.0), (3, 3, 5.0), (2, 4, 1.0), (3, 4, 1.0), (4, 4, 2.0)]
     ratings = spark.createDataFrame([(u, m, r, day) for u, m, r in rows], t.SCHEMAS[t.RATINGS])
-    cfg = make_cfg(train__ease__min_rating=3.5)
+    cfg = make_cfg(train__item_item__min_rating=3.5)
     model = Ease(cfg)
     assert model.skip_reason(ratings) is None
-    assert "max_items=2" in Ease(make_cfg(train__ease__max_items=2)).skip_reason(ratings)
+    assert "max_items=2" in Ease(make_cfg(train__item_item__max_items=2)).skip_reason(ratings)
     fitted = model.fit(ratings, {"reg": 1.0}, {})
     x = np.array([[1, 1, 0], [1, 1, 1], [0, 1, 1]], float)   # users 1-3 x movies 1-3
     b = ridge_reference(x, 1.0)

@@ -17,8 +17,8 @@ from movierec.model.evaluate import value
 from tests.helpers import PIPELINE_DATE as RUN_DATE
 
 RATERS = {"global_mean", "bias", "als_plain", "als_biased"}
-RANKERS = {"popular", "popular_recent", "trending", "als_plain", "als_biased", "als_implicit", "ease",
-           "hybrid"}
+RANKERS = {"popular", "popular_recent", "trending", "als_plain", "als_biased", "als_implicit",
+           "ease", "item_knn", "hybrid"}
 
 
 @pytest.fixture(scope="module")

@@ -120,11 +120,19 @@ class ImplicitSettings(AlsSettings):
     min_rating: float
 
 
-class EaseSettings(Section):
-    reg_grid: PositiveGrid
+class ItemItemSettings(Section):
     min_rating: float
     min_likes: PositiveInt
     max_items: PositiveInt
+
+
+class EaseSettings(Section):
+    reg_grid: PositiveGrid
+
+
+class KnnSettings(Section):
+    neighbours_grid: Grid
+    shrink_grid: FloatGrid
 
 
 class PopularitySettings(Section):
@@ -158,7 +166,9 @@ class TrainSettings(Section):
     bias: BiasSettings
     als: AlsSettings
     implicit: ImplicitSettings
+    item_item: ItemItemSettings
     ease: EaseSettings
+    knn: KnnSettings
     popularity: PopularitySettings
     hybrid: HybridSettings
 

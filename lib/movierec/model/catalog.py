@@ -15,12 +15,14 @@ from movierec.model.als import AlsBiased, AlsImplicit, AlsPlain
 from movierec.model.base import Fitted, Model, Servable
 from movierec.model.baselines import Bias, GlobalMean, Popular, PopularRecent, Trending
 from movierec.model.ease import Ease
+from movierec.model.knn import ItemKnn
 from movierec.model.hybrid import Hybrid
 
 log = logging.getLogger(__name__)
 
 MODELS: tuple[type[Model], ...] = (
-    GlobalMean, Bias, AlsBiased, AlsPlain, AlsImplicit, Ease, Popular, PopularRecent, Trending, Hybrid)
+    GlobalMean, Bias, AlsBiased, AlsPlain, AlsImplicit, Ease, ItemKnn, Popular, PopularRecent, Trending,
+    Hybrid)
 
 
 def build(cfg: Config) -> dict[str, Model]:
