@@ -48,8 +48,9 @@ def test_lists_score_the_liked_row_times_the_weights_and_fall_back_to_popularity
     ratings = spark.createDataFrame([(u, m, r, day) for u, m, r in rows], t.SCHEMAS[t.RATINGS])
     cfg = make_cfg(train__item_item__min_rating=3.5)
     model = Ease(cfg)
-    assert model.skip_reason(ratings) is None
-    assert "max_items=2" in Ease(make_cfg(train__item_item__max_items=2)).skip_reason(ratings)
+    # 3 movies liked: over a limit of 2 the model is skipped, and says why
+    assert "3 movies liked in train, more than train.item_item.max_items=2" in \
+        Ease(make_cfg(train__item_item__max_items=2)).skip_reason(ratings)
     fitted = model.fit(ratings, {"reg": 1.0}, {})
     x = np.array([[1, 1, 0], [1, 1, 1], [0, 1, 1]], float)   # users 1-3 x movies 1-3
     b = ridge_reference(x, 1.0)

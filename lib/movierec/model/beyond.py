@@ -97,12 +97,12 @@ def _list_metrics(lists: np.ndarray, facts: MovieFacts) -> dict[str, np.ndarray]
 
 def exposure(lists: np.ndarray, n_catalog: int) -> dict[str, float]:
     """coverage and Gini of how often each of n_catalog movies is listed, over all `lists`
-    (the catalogue's movies never listed count with 0)."""
+    (the catalogue's movies never listed count with 0; a listed movie the catalogue lacks, which
+    only a lake ingested without its movies file can hold, widens the catalogue)."""
     if n_catalog < 1:
         raise ValueError(f"n_catalog must be positive, got {n_catalog}")
     _, counts = np.unique(lists[lists != NO_MOVIE], return_counts=True)
-    if len(counts) > n_catalog:
-        raise ValueError(f"{len(counts)} distinct movies listed, more than the catalogue's {n_catalog}")
+    n_catalog = max(n_catalog, len(counts))
     shown = np.sort(np.concatenate([np.zeros(n_catalog - len(counts)), counts]))
     total = shown.sum()
     rank = np.arange(1, n_catalog + 1)

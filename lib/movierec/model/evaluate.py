@@ -84,7 +84,9 @@ def _rating_rows(errors: Mapping[str, pd.DataFrame], *, resamples: int, seed: in
 def _ranking_rows(per_user: metrics.PerUser, facts: beyond.MovieFacts, n_catalog: int,
                   baseline: str | None, *, resamples: int, seed: int) -> list[tuple]:
     """The per-user metrics (means over users, intervals, gain over the baseline), then users,
-    coverage and Gini (one value per model and population, no interval)."""
+    coverage and Gini (one value per model and population, no interval). What a list shows
+    (novelty, diversity, new share) is undefined without one: such users leave that mean, so
+    its gain compares the two models' listed users, under the same resampling weights."""
     models, pops = per_user.models, per_user.populations
     values = dict(per_user.scores)
     per_list = [beyond.list_metrics(per_user.lists[j], facts) for j in range(len(models))]

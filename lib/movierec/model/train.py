@@ -76,7 +76,6 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> TrainR
     if not due:
         return f"skipped: {why}"
     train, test, n_train = _check_inputs(spark, lake, cfg)
-    models, skipped = catalog.runnable(models, train)
     client = tracking.connect(cfg)  # fails fast, before an hour of CV, if the store is unreachable
     movies = delta_io.read(spark, lake, t.MOVIES) if delta_io.exists(spark, lake, t.MOVIES) else None
     n_catalog = movies.count() if movies is not None else train.select(t.MOVIE_ID).distinct().count()
@@ -85,13 +84,15 @@ def run(spark: SparkSession, cfg: Config, run_date: str | None = None) -> TrainR
     with tracking.training_run(cfg, run_date, f"train_als {run_date}") as active:
         run_id = active.info.run_id
         tracking.log_config(cfg)
-        mlflow.set_tags({f"skipped.{name}": why for name, why in skipped.items()})
         mlflow.log_metric("train_ratings", n_train)
         params = _refit_params(client, cfg, models) if cfg.train.mode == TrainMode.REFIT else None
         refit = params is not None
         cv = "none: refit with the champion's parameters"
         mlflow.set_tag("train_mode", "refit" if refit else "full")
         if not refit:
+            # only the backtest fits every model: a refit fits the served one alone
+            models, skipped = catalog.runnable(models, train)
+            mlflow.set_tags({f"skipped.{name}": why for name, why in skipped.items()})
             with stage(log, "cross-validation on train"):
                 results = cross_validate(train, models, cfg)
             cv = describe_grids(models, cfg)
@@ -220,7 +221,10 @@ def _refit_params(client, cfg: Config, models: Mapping[str, Model]) -> dict[str,
         log.warning("refit: champion v%s has no best_params.json (%s): running the full CV",
                     champion.version, exc)
         return None
-    tuned = [name for name, m in models.items() if m.cv_metric is not None and name not in kept]
+    # a refit fits the served model and what it requires, nothing else: a model the backtest
+    # skipped (too large here) or added since needs no parameters for it
+    fitted = catalog.with_requirements(dict(models), cfg.train.served_model)
+    tuned = [name for name, m in fitted.items() if m.cv_metric is not None and name not in kept]
     if tuned:
         log.warning("refit: champion v%s kept no parameters for %s: running the full CV",
                     champion.version, tuned)
