@@ -104,9 +104,8 @@ def ranking_metrics(recs: DataFrame, truth: DataFrame, k: int, *, relevant_thres
 @dataclass(frozen=True)
 class PerUser:
     """Every model's list and ranking metrics for every evaluated user, on the driver: row i of
-    every array is the user user_ids[i]."""
+    every array is the same user, users in ascending id order."""
     models: list[str]
-    user_ids: np.ndarray                 # (users,), ascending
     populations: dict[str, np.ndarray]   # name -> (users,) bool: "all", and "warm"/"cold" if known
     scores: dict[str, np.ndarray]        # metric of RANKING -> (users, models)
     lists: np.ndarray                    # (models, users, k) movie ids, beyond.NO_MOVIE-padded
@@ -161,7 +160,7 @@ def per_user_ranking(recs: DataFrame, models: list[str], truth: DataFrame, k: in
     lists = beyond.padded(table.column("prediction"), k)
     scores = {name: table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
               for name in RANKING}
-    return PerUser(list(models), all_users[first], populations,
+    return PerUser(list(models), populations,
                    {name: np.stack([v[rows[m]] for m in models], axis=1) for name, v in scores.items()},
                    np.stack([lists[rows[m]] for m in models]))
 
